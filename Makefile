@@ -1,0 +1,38 @@
+# The two commands: `make demo` runs the demo shop end to end, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Dataset folder loaded after the bundled demo catalogue, e.g. DATA=../shared/data/crowdflower
+DATA ?=
+PORT ?= 8000
+# Each entry runs the whole suite once: "embedded" (PostgreSQL 16 + pgvector under var/)
+# or a postgresql:// URL of a server of yours.
+TEST_DATABASES ?= embedded
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m config.demo --port $(PORT) $(if $(DATA),--data $(DATA))
+
+test: $(STAMP)
+	@set -e; for db in $(TEST_DATABASES); do \
+	  if [ "$$db" = embedded ]; then \
+	    echo "== tests on the embedded PostgreSQL (with pgvector)"; \
+	    env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS); \
+	  else \
+	    echo "== tests on $$db"; \
+	    DATABASE_URL="$$db" $(PY) -m pytest $(PYTEST_ARGS); \
+	  fi; \
+	done
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,51 @@
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, render
+
+from .models import Category, Product, SearchLog
+from .search import search_products
+
+PAGE_SIZE = 24
+MAX_QUERY_LENGTH = 256
+LAST_QUERY_SESSION_KEY = "catalog_last_query"
+
+
+def visible_products():
+    return Product.objects.select_related("category", "brand")
+
+
+def home(request):
+    categories = Category.objects.annotate(product_count=Count("products")).filter(product_count__gt=0)
+    featured = visible_products().filter(in_stock=True).order_by("-updated_at", "pk")[:8]
+    return render(request, "catalog/home.html", {"categories": categories, "products": featured})
+
+
+def search(request):
+    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    page = None
+    all_words_matched = True
+    if query:
+        results, all_words_matched = search_products(query, visible_products())
+        page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
+        if request.GET.get("page") in (None, "1"):
+            if not request.session.session_key:
+                request.session.save()
+            SearchLog.objects.create(
+                query=query, session_key=request.session.session_key, result_count=page.paginator.count
+            )
+        request.session[LAST_QUERY_SESSION_KEY] = query
+    return render(request, "catalog/search.html", {
+        "query": query, "page": page, "all_words_matched": all_words_matched,
+    })
+
+
+def category(request, slug):
+    category = get_object_or_404(Category, slug=slug)
+    page = Paginator(visible_products().filter(category=category), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "catalog/category.html", {"category": category, "page": page})
+
+
+def product_detail(request, pk):
+    product = get_object_or_404(visible_products(), pk=pk)
+    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH] or request.session.get(LAST_QUERY_SESSION_KEY, "")
+    return render(request, "catalog/product_detail.html", {"product": product, "query": query})

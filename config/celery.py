@@ -1,0 +1,19 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("config")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def use_embedded_broker(sender, source, **kwargs):
+    """Without CELERY_BROKER_URL, start (or join) the embedded Redis under var/."""
+    if not source.broker_url:
+        from . import embedded
+
+        source.broker_url = embedded.redis_url()
+        source.result_backend = source.result_backend or source.broker_url

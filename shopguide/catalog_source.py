@@ -50,10 +50,11 @@ def get_product_model():
 class CatalogSource:
     """Reads product keys, texts and availability from the shop's product model."""
 
-    def __init__(self, model, text_fields, availability_field=None):
+    def __init__(self, model, text_fields, availability_field=None, external_id_field=None):
         self.model = model
         self.text_fields = tuple(text_fields)
         self.availability_field = availability_field
+        self.external_id_field = external_id_field or "pk"
 
     def all_products(self):
         return self.model._default_manager.all()
@@ -88,6 +89,12 @@ class CatalogSource:
         for values in rows.iterator(chunk_size=chunk_size):
             yield self.key_for_pk(values["pk"]), self.text_from_values(values)
 
+    def keys_for_external_ids(self, external_ids):
+        """``{external id: key}`` for the ids that name a product (any availability)."""
+        external_ids = {str(external_id) for external_id in external_ids}
+        rows = self.all_products().filter(**{f"{self.external_id_field}__in": external_ids})
+        return {str(external_id): self.key_for_pk(pk) for external_id, pk in rows.values_list(self.external_id_field, "pk")}
+
     def products_by_key(self, keys, *, available_only=True):
         """Return ``{key: product}`` for the given keys, skipping missing products."""
         products = self.available_products() if available_only else self.all_products()
@@ -109,4 +116,5 @@ def get_catalog_source():
         get_product_model(),
         shopguide_settings.TEXT_FIELDS,
         shopguide_settings.AVAILABILITY_FIELD,
+        shopguide_settings.EXTERNAL_ID_FIELD,
     )

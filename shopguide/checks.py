@@ -9,6 +9,18 @@ from .catalog_source import get_product_model, resolve_field_path
 from .conf import DEFAULTS, shopguide_settings
 
 
+def missing_field(model, setting, path, error_id):
+    """An Error when ``path`` is not a field (through relations) of ``model``, else None."""
+    try:
+        resolve_field_path(model, path)
+    except FieldDoesNotExist as exc:
+        return Error(
+            f'SHOPGUIDE["{setting}"] names {path!r}, which {model._meta.label} does not have ({exc}).',
+            id=error_id,
+        )
+    return None
+
+
 @register()
 def check_settings(app_configs=None, **kwargs):
     errors = [
@@ -32,31 +44,18 @@ def check_settings(app_configs=None, **kwargs):
             id="shopguide.E002",
         ))
         text_fields = ()
-    for path in text_fields:
-        try:
-            resolve_field_path(model, path)
-        except FieldDoesNotExist as exc:
-            errors.append(Error(
-                f'SHOPGUIDE["TEXT_FIELDS"] names {path!r}, which {model._meta.label} does not have ({exc}).',
-                id="shopguide.E002",
-            ))
+    errors += filter(None, (missing_field(model, "TEXT_FIELDS", path, "shopguide.E002") for path in text_fields))
 
     availability = shopguide_settings.AVAILABILITY_FIELD
     if availability:
-        try:
-            field = resolve_field_path(model, availability)
-        except FieldDoesNotExist as exc:
-            errors.append(Error(
-                f'SHOPGUIDE["AVAILABILITY_FIELD"] names {availability!r}, which '
-                f"{model._meta.label} does not have ({exc}).",
-                id="shopguide.E003",
-            ))
-        else:
-            if not isinstance(field, models.BooleanField):
-                errors.append(Error(
-                    f'SHOPGUIDE["AVAILABILITY_FIELD"] {availability!r} must be a BooleanField.',
-                    id="shopguide.E003",
-                ))
+        error = missing_field(model, "AVAILABILITY_FIELD", availability, "shopguide.E003")
+        if error is None and not isinstance(resolve_field_path(model, availability), models.BooleanField):
+            error = Error(f'SHOPGUIDE["AVAILABILITY_FIELD"] {availability!r} must be a BooleanField.', id="shopguide.E003")
+        errors += filter(None, [error])
+
+    external_id = shopguide_settings.EXTERNAL_ID_FIELD
+    if external_id:
+        errors += filter(None, [missing_field(model, "EXTERNAL_ID_FIELD", external_id, "shopguide.E005")])
 
     try:
         import_string(shopguide_settings.CATALOG_SOURCE)

@@ -21,6 +21,9 @@ DEFAULTS = {
     # Fields whose text describes a product, in order of importance. Lookups through
     # relations use Django's double underscore ("category__name").
     "TEXT_FIELDS": ("title", "description"),
+    # Field holding the id a shop uses in its exports (judgment files name products by it);
+    # None: the primary key.
+    "EXTERNAL_ID_FIELD": None,
     # Boolean field that is true for products a shopper can buy; None: every product is.
     "AVAILABILITY_FIELD": None,
     # Dotted path of the adapter class that reads the shop's catalogue.

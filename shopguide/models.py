@@ -1,6 +1,9 @@
 """shopguide's own tables. Products are referred to by key (the host model's primary key as a
 string), never by a foreign key, so shopguide works with any product model."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import models
 
 from .ml.text import normalize_query
@@ -68,3 +71,78 @@ class SearchEvent(QueryNormalizingModel):
 
     def __str__(self):
         return f"{self.event} {self.product_key} for {self.query!r}"
+
+
+class RecommenderModel(models.Model):
+    """One trained version of the recommender: its files, data, settings and measured quality."""
+
+    class Status(models.TextChoices):
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
+    version = models.PositiveIntegerField(unique=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+    is_active = models.BooleanField(default=False, editable=False)
+    base_model = models.CharField(max_length=500)
+    artifact_path = models.CharField(max_length=500, help_text="Folder under MEDIA_ROOT.")
+    checksum = models.CharField(max_length=64)
+    hyperparameters = models.JSONField(default=dict)
+    data_counts = models.JSONField(default=dict)
+    metrics_before = models.JSONField(default=dict, help_text="Base model on the held-out queries.")
+    metrics_after = models.JSONField(default=dict, help_text="This version on the same held-out queries.")
+    heldout_queries = models.JSONField(default=list)
+    reranker_weight = models.FloatField(default=0.0, help_text="0: the reranker is not used.")
+    loss_curve = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="shopguide_one_active_model"
+            ),
+        ]
+
+    def __str__(self):
+        return f"v{self.version}" + (" (active)" if self.is_active else "")
+
+    @property
+    def folder(self):
+        return Path(settings.MEDIA_ROOT) / self.artifact_path
+
+    def ndcg(self, which="after", strategy="hybrid", k=10):
+        metrics = self.metrics_after if which == "after" else self.metrics_before
+        return (metrics.get(strategy) or {}).get(f"ndcg@{k}")
+
+
+class TrainingRun(models.Model):
+    """One request to train: its progress while it runs and its outcome."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=100, blank=True)
+    progress = models.FloatField(default=0.0, help_text="Percent of the current stage.")
+    options = models.JSONField(default=dict)
+    loss_curve = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=255, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model = models.ForeignKey(RecommenderModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Training run #{self.pk} ({self.status})"

@@ -1,0 +1,147 @@
+"""Measure every retrieval strategy on a judgments file, over the whole catalogue.
+
+Strategies, each ranking all available products for each query:
+
+- ``postgres_fts``: PostgreSQL full-text search as a Django shop uses it by default
+  (``SearchQuery``: ``plainto_tsquery``, every word must match; ranked by ``ts_rank``);
+- ``bm25``: BM25 over the product texts with English stemming;
+- ``zero_shot``: the base sentence encoder, exact cosine;
+- ``fine_tuned``: the active version's encoder;
+- ``hybrid``: ``fine_tuned`` fused with ``bm25`` by reciprocal rank (what shopguide serves);
+- ``hybrid_reranked``: ``hybrid`` with the active version's reranker blended in.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from .catalog_source import get_catalog_source
+from .conf import shopguide_settings
+from .importing import DatasetError, Problem, validate_judgments
+from .ml.encoder import Encoder, default_model_path
+from .ml.lexical import BM25Index
+from .ml.metrics import evaluate_run
+from .ml.pipeline import ENCODER_FOLDER, RERANKER_FOLDER, Retriever, load_product_vectors, texts_digest
+from .ml.reranker import CrossEncoder, rerank
+from .versions import active_model
+
+STRATEGIES = ("postgres_fts", "bm25", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked")
+DEPTH = 100
+RERANK_DEPTH = 30
+FTS_CONFIG = "english"
+
+
+def read_judgments(path, split=None):
+    """``{normalised query: {product key: grade}}`` from a judgments file (dataset format).
+
+    Products are named by the shop's external id; an unknown one is an error, as is any
+    malformed row (``DatasetError`` lists them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError([Problem(str(path), None, "no such file")])
+    table, rows = validate_judgments(path)
+    keys = get_catalog_source().keys_for_external_ids({row["product_id"] for row in rows})
+    for row in rows:
+        if row["product_id"] not in keys:
+            table.problem(row["line"], f"unknown product {row['product_id']!r}", "product_id")
+    if table.problems:
+        raise DatasetError(table.problems)
+    qrels = {}
+    for row in rows:
+        if split is None or row["split"] == split:
+            qrels.setdefault(row["query_norm"], {})[keys[row["product_id"]]] = row["grade"]
+    if not qrels:
+        raise DatasetError([Problem(str(path), None, "no judgments" + (f" in split {split!r}" if split else ""))])
+    return qrels
+
+
+def postgres_fts_rankings(keys, texts, queries, depth=DEPTH):
+    """Rankings by PostgreSQL full-text search over a temporary, GIN-indexed copy of the texts."""
+    rankings = {}
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE shopguide_fts_eval (key text PRIMARY KEY, document tsvector)")
+        try:
+            cursor.executemany(
+                "INSERT INTO shopguide_fts_eval VALUES (%s, to_tsvector(%s::regconfig, %s))",
+                [(key, FTS_CONFIG, text) for key, text in zip(keys, texts)],
+            )
+            cursor.execute("CREATE INDEX ON shopguide_fts_eval USING gin (document)")
+            cursor.execute("ANALYZE shopguide_fts_eval")
+            for query in queries:
+                cursor.execute(
+                    "SELECT key FROM shopguide_fts_eval, plainto_tsquery(%s::regconfig, %s) AS q "
+                    "WHERE document @@ q ORDER BY ts_rank(document, q) DESC, key LIMIT %s",
+                    [FTS_CONFIG, query, depth],
+                )
+                rankings[query] = [row[0] for row in cursor.fetchall()]
+        finally:
+            cursor.execute("DROP TABLE IF EXISTS shopguide_fts_eval")
+    return rankings
+
+
+def cached_vectors(encoder, keys, texts, progress):
+    """Catalogue vectors of ``encoder``, cached under MEDIA_ROOT by model and texts."""
+    folder = Path(settings.MEDIA_ROOT) / "shopguide" / "cache"
+    path = folder / f"{texts_digest([str(encoder.path)], [texts_digest(keys, texts)])}.npy"
+    if path.is_file():
+        return np.load(path)
+    vectors = encoder.encode(texts, progress=progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def evaluate_strategies(qrels, k=10, progress=None):
+    """``{strategy: metrics + seconds}``, or ``{"skipped": reason}`` where one cannot run."""
+    progress = progress or (lambda stage, done, total: None)
+    keys, texts = map(list, zip(*get_catalog_source().iter_texts())) if qrels else ([], [])
+    queries = list(qrels)
+    results, rankings = {}, {}
+
+    def measure(name, compute):
+        started = time.monotonic()
+        rankings[name] = compute()
+        results[name] = {**evaluate_run(rankings[name], qrels, k), "seconds": round(time.monotonic() - started, 2)}
+
+    measure("postgres_fts", lambda: postgres_fts_rankings(keys, texts, queries))
+    lexical = BM25Index(keys, texts)
+    measure("bm25", lambda: {query: lexical.search(query, DEPTH) for query in queries})
+    base = Encoder(shopguide_settings.BASE_MODEL or default_model_path())
+    base_vectors = cached_vectors(base, keys, texts, lambda d, t: progress("encoding catalogue (base model)", d, t))
+    measure("zero_shot", lambda: Retriever(base, keys, base_vectors, lexical, DEPTH).dense(queries))
+
+    model = active_model()
+    if model is None:
+        for name in STRATEGIES[3:]:
+            results[name] = {"skipped": "no active model version"}
+        return results
+    tuned = Encoder(model.folder / ENCODER_FOLDER)
+    vectors = load_product_vectors(model.folder, keys, texts)
+    if vectors is None:
+        vectors = cached_vectors(tuned, keys, texts, lambda d, t: progress("encoding catalogue (active model)", d, t))
+    retriever = Retriever(tuned, keys, vectors, lexical, DEPTH)
+    measure("fine_tuned", lambda: retriever.dense(queries))
+    measure("hybrid", lambda: retriever.hybrid(queries, rankings["fine_tuned"]))
+    if not model.reranker_weight:
+        results["hybrid_reranked"] = {"skipped": f"version {model.version} has no reranker"}
+        return results
+    reranker = CrossEncoder(model.folder / RERANKER_FOLDER)
+    depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", RERANK_DEPTH)
+    text_of = dict(zip(keys, texts))
+
+    def rerank():
+        reranked = {}
+        for done, query in enumerate(queries, start=1):
+            hybrid = rankings["hybrid"][query]
+            scores = reranker.score(query, [text_of[key] for key in hybrid[:depth]])
+            reranked[query] = rerank(hybrid, scores, model.reranker_weight)
+            progress("reranking", done, len(queries))
+        return reranked
+
+    measure("hybrid_reranked", rerank)
+    results["hybrid_reranked"]["seconds"] += results["hybrid"]["seconds"]
+    return results

@@ -1,0 +1,229 @@
+"""Reading the shop dataset format's CSV files strictly, and storing judgments and events.
+
+Every problem is collected as ``file:line: column: what is wrong`` before anything is written,
+so a caller can refuse a whole file (or folder) and change nothing.
+"""
+
+import csv
+import hashlib
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .ml.text import normalize_query
+from .models import Judgment, SearchEvent
+
+BATCH_SIZE = 2000
+MAX_PROBLEMS_SHOWN = 20
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    message: str
+    column: str = ""
+
+    def __str__(self):
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.column}: {self.message}" if self.column else f"{where}: {self.message}"
+
+
+class DatasetError(Exception):
+    """A dataset folder that cannot be loaded; ``problems`` lists every reason found."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        shown = "\n".join(str(problem) for problem in self.problems[:MAX_PROBLEMS_SHOWN])
+        more = len(self.problems) - MAX_PROBLEMS_SHOWN
+        if more > 0:
+            shown += f"\n... and {more} more problem(s)"
+        super().__init__(f"Nothing was loaded: {len(self.problems)} problem(s) found.\n{shown}")
+
+
+@dataclass
+class CsvFile:
+    """Rows of one CSV file as ``(line number, {column: value})``, plus problems found."""
+
+    name: str
+    rows: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+    def problem(self, line, message, column=""):
+        self.problems.append(Problem(self.name, line, message, column))
+
+
+def read_csv(path, required, optional=()):
+    """Read ``path`` strictly: UTF-8, the required columns present, every row complete."""
+    table = CsvFile(path.name)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        table.problem(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8")
+        return table
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        table.problem(1, "the file is empty; expected a header row")
+        return table
+    except csv.Error as exc:
+        table.problem(1, f"malformed CSV: {exc}")
+        return table
+    missing = [name for name in required if name not in header]
+    if missing:
+        table.problem(1, f"missing column(s) {', '.join(missing)}; the header is {', '.join(header)}")
+        return table
+    known = [name for name in (*required, *optional) if name in header]
+    positions = {name: header.index(name) for name in known}
+    line = reader.line_num
+    try:
+        for values in reader:
+            start, line = line + 1, reader.line_num
+            if not values:
+                continue
+            if len(values) != len(header):
+                table.problem(start, f"{len(values)} fields, the header has {len(header)}")
+                continue
+            table.rows.append((start, {name: values[index].strip() for name, index in positions.items()}))
+    except csv.Error as exc:
+        table.problem(line + 1, f"malformed CSV: {exc}")
+    return table
+
+
+def check_length(table, line, column, text, limit):
+    if len(text) > limit:
+        table.problem(line, f"{len(text)} characters; at most {limit} are allowed", column)
+        return False
+    return True
+
+
+def validate_query(table, line, query):
+    if not query:
+        table.problem(line, "empty", "query")
+        return None
+    if not check_length(table, line, "query", query, 256):
+        return None
+    normalized = normalize_query(query)
+    if not normalized:
+        table.problem(line, "has no searchable characters", "query")
+        return None
+    return normalized
+
+
+def validate_judgments(path, known_ids=None):
+    """Check judgments; several rows for one (query, product) are merged into their mean grade.
+
+    ``known_ids``: the product ids that exist; None leaves that check to the caller.
+    """
+    table = read_csv(path, required=["query", "product_id", "grade"], optional=["split"])
+    judgments = {}
+    for line, row in table.rows:
+        query_norm = validate_query(table, line, row["query"])
+        product_id = row["product_id"]
+        known = known_ids is None or product_id in known_ids
+        if not known:
+            table.problem(line, f"unknown product {product_id!r}", "product_id")
+        try:
+            grade = float(row["grade"])
+        except ValueError:
+            table.problem(line, f"{row['grade']!r} is not a number", "grade")
+            continue
+        if not math.isfinite(grade) or grade < 0:
+            table.problem(line, f"{row['grade']!r} must be a number >= 0", "grade")
+            continue
+        split = row.get("split", "")
+        if not check_length(table, line, "split", split, 16) or query_norm is None or not known:
+            continue
+        judgment = judgments.setdefault((query_norm, product_id), {
+            "query": row["query"], "query_norm": query_norm, "product_id": product_id, "grades": [], "split": split,
+            "line": line,
+        })
+        judgment["grades"].append(grade)
+    for judgment in judgments.values():
+        grades = judgment.pop("grades")
+        judgment["grade"] = sum(grades) / len(grades)
+        judgment["merged"] = len(grades) - 1
+    return table, list(judgments.values())
+
+
+def parse_timestamp(table, line, text):
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        table.problem(line, f"{text!r} is not an ISO 8601 date and time", "timestamp")
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def validate_events(path, known_ids, loaded_at):
+    table = read_csv(path, required=["query", "product_id", "event"], optional=["session", "timestamp"])
+    kinds = set(SearchEvent.Kind.values)
+    events, seen = [], {}
+    for line, row in table.rows:
+        query_norm = validate_query(table, line, row["query"])
+        product_id, kind, session = row["product_id"], row["event"], row.get("session", "")
+        if product_id not in known_ids:
+            table.problem(line, f"unknown product {product_id!r}", "product_id")
+        if kind not in kinds:
+            table.problem(line, f"{kind!r} is not one of {', '.join(sorted(kinds))}", "event")
+        moment = parse_timestamp(table, line, row["timestamp"]) if row.get("timestamp") else loaded_at
+        valid = check_length(table, line, "session", session, 64)
+        if not valid or query_norm is None or product_id not in known_ids or kind not in kinds or moment is None:
+            continue
+        # Identical rows are distinct events (a shopper can click twice): number them.
+        identity = (row["query"], product_id, kind, session, row.get("timestamp", ""))
+        seen[identity] = seen.get(identity, 0) + 1
+        import_key = hashlib.sha256(repr((*identity, seen[identity])).encode()).hexdigest()
+        events.append({
+            "query": row["query"], "query_norm": query_norm, "product_id": product_id, "event": kind,
+            "session": session, "created_at": moment, "import_key": import_key,
+        })
+    return table, events
+
+
+def batches(items, size=BATCH_SIZE):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def store_judgments(judgments, keys, source=Judgment.Source.IMPORTED, progress=None):
+    """Upsert validated judgments; ``keys`` maps their product ids to product keys."""
+    for done, batch in enumerate(batches(judgments), start=1):
+        Judgment.objects.bulk_create(
+            [
+                Judgment(
+                    query=row["query"], query_norm=row["query_norm"], product_key=keys[row["product_id"]],
+                    grade=row["grade"], split=row["split"], source=source,
+                )
+                for row in batch
+            ],
+            update_conflicts=True, unique_fields=["query_norm", "product_key"],
+            update_fields=["query", "grade", "split", "source", "updated_at"],
+        )
+        if progress:
+            progress("judgments", min(done * BATCH_SIZE, len(judgments)), len(judgments))
+
+
+def store_events(events, keys, progress=None):
+    """Insert validated events, skipping those already imported; return how many were new."""
+    before = SearchEvent.objects.count()
+    for done, batch in enumerate(batches(events), start=1):
+        SearchEvent.objects.bulk_create(
+            [
+                SearchEvent(
+                    query=row["query"], query_norm=row["query_norm"], product_key=keys[row["product_id"]],
+                    event=row["event"], session=row["session"], created_at=row["created_at"],
+                    import_key=row["import_key"],
+                )
+                for row in batch
+            ],
+            ignore_conflicts=True,
+        )
+        if progress:
+            progress("events", min(done * BATCH_SIZE, len(events)), len(events))
+    return SearchEvent.objects.count() - before

@@ -1,0 +1,84 @@
+import argparse
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from shopguide.models import TrainingRun
+from shopguide.tasks import enqueue_training
+from shopguide.training import TrainingError, execute_run
+from shopguide.versions import ActivationError, activate
+
+
+class ProgressBars:
+    """One tqdm bar per stage on stderr, with the latest loss while training."""
+
+    def __init__(self, stream):
+        self.stream, self.bar, self.stage = stream, None, None
+
+    def __call__(self, stage, done, total, loss=None):
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, file=self.stream, unit="step" if loss is not None else "item")
+        self.bar.update(done - self.bar.n)
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def close(self):
+        if self.bar:
+            self.bar.close()
+
+
+class Command(BaseCommand):
+    help = "Fine-tune a new recommender version on the shop's catalogue, judgments and events."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sync", action="store_true", help="train here, with progress bars, instead of on a Celery worker")
+        parser.add_argument("--epochs", type=int, help="passes over the training pairs (default 1)")
+        parser.add_argument("--max-pairs", type=int, help="cap on (query, product) training pairs (default 40000)")
+        parser.add_argument("--reranker", action=argparse.BooleanOptionalAction, default=None,
+                            help="train a cross-encoder reranker too (default: yes)")
+        parser.add_argument("--holdout", type=float, default=0.1, help="share of queries held out for evaluation")
+        parser.add_argument("--activate", action="store_true", help="with --sync: activate the new version")
+
+    def handle(self, *args, **options):
+        if not 0 < options["holdout"] < 1:
+            raise CommandError("--holdout must be between 0 and 1, e.g. 0.1.")
+        for name in ("epochs", "max_pairs"):
+            if options[name] is not None and options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        run_options = {"holdout_share": options["holdout"]}
+        run_options.update({name: options[name] for name in ("epochs", "max_pairs", "reranker") if options[name] is not None})
+        if not options["sync"]:
+            if options["activate"]:
+                raise CommandError("--activate needs --sync; activate queued versions from the admin.")
+            run = enqueue_training(run_options)
+            self.stdout.write(f"Training run #{run.pk} queued (task {run.task_id}); follow it in the admin.")
+            return
+
+        run = TrainingRun.objects.create(options=run_options)
+        bars = ProgressBars(self.stderr._out)
+        try:
+            model = execute_run(run, echo=bars)
+        except TrainingError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            bars.close()
+        self.stdout.write(self.summary(model))
+        if options["activate"]:
+            try:
+                activate(model)
+            except ActivationError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(self.style.SUCCESS(f"Version {model.version} is now active."))
+
+    def summary(self, model):
+        lines = [f"Version {model.version} trained ({model.data_counts.get('pairs')} pairs, "
+                 f"{model.data_counts.get('heldout_queries')} held-out queries)."]
+        lines.append(f"{'held-out nDCG@10':<22}{'before':>8}{'after':>8}")
+        for strategy in ("dense", "hybrid", "hybrid_reranked"):
+            before, after = model.ndcg("before", strategy), model.ndcg("after", strategy)
+            if after is not None:
+                lines.append(f"{strategy:<22}{before if before is not None else float('nan'):>8.3f}{after:>8.3f}")
+        lines.append(f"reranker blend weight: {model.reranker_weight:g}" + (" (not used)" if not model.reranker_weight else ""))
+        return "\n".join(lines)

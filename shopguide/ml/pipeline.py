@@ -1,0 +1,278 @@
+"""The training recipe, end to end, on plain data: the Django side only gathers the data and
+stores what comes out.
+
+1. Encode the catalogue with the base model; score it on the held-out queries ("before").
+2. Build (query, relevant product, hard negative) pairs from the training queries; hard
+   negatives are judged-irrelevant products and products the base model ranks high that are
+   not judged relevant. A shop without judgments gets pairs made from its catalogue.
+3. Fine-tune the bi-encoder, re-encode the catalogue, score again ("after").
+4. Optionally train a cross-encoder on the retriever's own top candidates (so it learns what
+   the retriever gets wrong), and keep it only with the blend weight that scores best on the
+   held-out queries; weight 0 means the reranker is not used.
+"""
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .encoder import Encoder, default_model_path
+from .fusion import reciprocal_rank_fusion
+from .index import VectorIndex
+from .lexical import BM25Index
+from .metrics import evaluate_run
+from .reranker import CrossEncoder, rerank
+from .training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder, train_cross_encoder
+
+ENCODER_FOLDER = "encoder"
+RERANKER_FOLDER = "reranker"
+VECTORS_FILE = "product_vectors.npy"
+KEYS_FILE = "product_keys.json"
+SUMMARY_FILE = "training.json"
+
+
+@dataclass
+class RecommenderData:
+    """Everything training needs: product texts and graded judgments by normalised query."""
+
+    texts: dict  # product key -> text
+    judgments: dict  # query -> {product key: grade}
+    train_queries: list
+    heldout_queries: list
+
+
+@dataclass
+class PipelineConfig:
+    bi_encoder: BiEncoderConfig = field(default_factory=BiEncoderConfig)
+    cross_encoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
+    max_pairs: int = 40_000
+    positives_per_query: int = 4
+    hard_negatives: int = 1
+    hard_negative_depth: int = 30  # mine among the base model's top results
+    reranker: bool = True
+    reranker_max_examples: int = 12_000
+    rerank_depth: int = 30
+    candidate_depth: int = 100
+    blend_weights: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
+    k: int = 10
+    seed: int = 42
+
+
+@dataclass
+class TrainingOutcome:
+    metrics_before: dict
+    metrics_after: dict
+    reranker_weight: float
+    counts: dict
+    losses: dict
+    seconds: dict
+
+
+def texts_digest(keys, texts):
+    """Fingerprint of a catalogue's keys and texts, to tell whether stored vectors still fit."""
+    digest = hashlib.sha256()
+    for key, text in zip(keys, texts):
+        digest.update(f"{key}\0{text}\0".encode())
+    return digest.hexdigest()
+
+
+def load_product_vectors(folder, keys, texts):
+    """The vectors a training run stored, if they were computed for exactly these texts."""
+    folder = Path(folder)
+    try:
+        stored = json.loads((folder / KEYS_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    if stored.get("texts_sha256") != texts_digest(keys, texts):
+        return None
+    return np.load(folder / VECTORS_FILE)
+
+
+def positive_threshold(judgments):
+    """Grades at or above half of the top grade in the data count as relevant for training."""
+    top = max((grade for judged in judgments.values() for grade in judged.values()), default=0)
+    return top / 2 if top > 0 else 1.0
+
+
+def split_title(text):
+    return text.split(" | ", 1)[0]
+
+
+def catalogue_queries(texts, rng, count):
+    """Pseudo-queries for a shop without search history: a few consecutive title words."""
+    keys = list(texts)
+    rng.shuffle(keys)
+    queries = {}
+    for key in keys[:count]:
+        words = split_title(texts[key]).lower().split()
+        if len(words) < 2:
+            continue
+        size = rng.randint(2, min(4, len(words)))
+        start = rng.randint(0, len(words) - size)
+        queries.setdefault(" ".join(words[start:start + size]), {})[key] = 1.0
+    return queries
+
+
+def cold_start_data(texts, seed=42, heldout_share=0.1, count=20_000):
+    """Judgments made from the catalogue itself, split into training and held-out queries."""
+    rng = random.Random(seed)
+    judgments = catalogue_queries(texts, rng, count)
+    queries = sorted(judgments)
+    rng.shuffle(queries)
+    held = max(1, int(len(queries) * heldout_share))
+    return RecommenderData(texts, judgments, queries[held:], queries[:held])
+
+
+class Retriever:
+    """Dense (exact cosine) and hybrid (dense fused with BM25) rankings over one catalogue."""
+
+    def __init__(self, encoder, keys, vectors, lexical, depth=100):
+        self.encoder, self.index, self.lexical, self.depth = encoder, VectorIndex(keys, vectors), lexical, depth
+
+    def dense(self, queries):
+        vectors = self.encoder.encode_queries(queries)
+        return {query: [key for key, _ in self.index.search(vector, self.depth)] for query, vector in zip(queries, vectors)}
+
+    def hybrid(self, queries, dense=None):
+        dense = dense or self.dense(queries)
+        return {query: reciprocal_rank_fusion([dense[query], self.lexical.search(query, self.depth)]) for query in queries}
+
+
+class Pipeline:
+    def __init__(self, data, output_dir, config=None, base_model=None, progress=None):
+        self.data, self.config = data, config or PipelineConfig()
+        self.output_dir = Path(output_dir)
+        self.base_model = Path(base_model) if base_model else default_model_path()
+        self.progress = progress or (lambda stage, done, total, loss=None: None)
+        self.rng = random.Random(self.config.seed)
+        self.keys = list(data.texts)
+        self.texts = [data.texts[key] for key in self.keys]
+        self.seconds, self.losses = {}, {}
+
+    def timed(self, stage, function, *args):
+        started = time.monotonic()
+        result = function(*args)
+        self.seconds[stage] = round(time.monotonic() - started, 1)
+        return result
+
+    def heldout_qrels(self):
+        return {query: self.data.judgments[query] for query in self.data.heldout_queries}
+
+    def encode_catalogue(self, encoder, stage):
+        return encoder.encode(self.texts, progress=lambda done, total: self.progress(stage, done, total))
+
+    def score(self, retriever):
+        qrels = self.heldout_qrels()
+        queries = list(qrels)
+        dense = retriever.dense(queries)
+        return {
+            "dense": evaluate_run(dense, qrels, self.config.k),
+            "hybrid": evaluate_run(retriever.hybrid(queries, dense), qrels, self.config.k),
+        }
+
+    def build_pairs(self, retriever):
+        """Training pairs: up to ``positives_per_query`` relevant products per query, each with
+        hard negatives mined from the base model's top results."""
+        threshold = positive_threshold(self.data.judgments)
+        queries = [q for q in self.data.train_queries if any(g >= threshold for g in self.data.judgments[q].values())]
+        ranked = retriever.dense(queries) if self.config.hard_negatives else {}
+        pairs = []
+        for query in queries:
+            judged = self.data.judgments[query]
+            positives = sorted((key for key, grade in judged.items() if grade >= threshold and key in self.data.texts),
+                               key=lambda key: -judged[key])[:self.config.positives_per_query]
+            candidates = [key for key in ranked.get(query, [])[:self.config.hard_negative_depth]
+                          if judged.get(key, 0.0) < threshold]
+            for positive in positives:
+                negatives = self.rng.sample(candidates, min(self.config.hard_negatives, len(candidates)))
+                pairs.append(Pair(query, positive, negatives))
+        self.rng.shuffle(pairs)
+        return pairs[:self.config.max_pairs]
+
+    def reranker_examples(self, candidates):
+        """(query, text, target) for training queries: judged products at grade / top grade,
+        and the retriever's unjudged top candidates as 0, so the reranker sees its mistakes."""
+        top = max(positive_threshold(self.data.judgments) * 2, 1e-9)
+        examples = []
+        for query, ranking in candidates.items():
+            judged = self.data.judgments[query]
+            examples += [(query, self.data.texts[key], min(grade / top, 1.0)) for key, grade in judged.items() if key in self.data.texts]
+            examples += [(query, self.data.texts[key], 0.0) for key in ranking[:self.config.rerank_depth] if key not in judged][:len(judged) + 2]
+        self.rng.shuffle(examples)
+        return examples[:self.config.reranker_max_examples]
+
+    def choose_blend_weight(self, reranker, retriever):
+        """Rerank the held-out queries' top candidates; return the best weight and its metrics."""
+        qrels = self.heldout_qrels()
+        hybrid = retriever.hybrid(list(qrels))
+        depth = self.config.rerank_depth
+        scores = {}
+        for done, (query, ranking) in enumerate(hybrid.items(), start=1):
+            scores[query] = reranker.score(query, [self.data.texts[key] for key in ranking[:depth]])
+            self.progress("choosing reranker weight", done, len(hybrid))
+        results = {
+            weight: evaluate_run({query: rerank(hybrid[query], scores[query], weight) for query in hybrid}, qrels, self.config.k)
+            for weight in self.config.blend_weights
+        }
+        best = max(results, key=lambda weight: (results[weight][f"ndcg@{self.config.k}"], -weight))
+        return best, results[best]
+
+    def run(self):
+        config = self.config
+        encoder = Encoder(self.base_model)
+        lexical = self.timed("bm25", BM25Index, self.keys, self.texts)
+        base_vectors = self.timed("encode_base", self.encode_catalogue, encoder, "encoding catalogue (base model)")
+        base = Retriever(encoder, self.keys, base_vectors, lexical, config.candidate_depth)
+        before = self.timed("evaluate_base", self.score, base)
+        pairs = self.timed("pairs", self.build_pairs, base)
+        threshold = positive_threshold(self.data.judgments)
+        relevant = {query: {key for key, grade in judged.items() if grade >= threshold}
+                    for query, judged in self.data.judgments.items()}
+        steps = []
+        self.losses["retriever"] = steps
+        self.timed("train_retriever", train_bi_encoder, encoder, pairs, self.data.texts, relevant, config.bi_encoder,
+                   self.recording(steps))
+        vectors = self.timed("encode_tuned", self.encode_catalogue, encoder, "encoding catalogue (fine-tuned)")
+        tuned = Retriever(encoder, self.keys, vectors, lexical, config.candidate_depth)
+        after = self.timed("evaluate_tuned", self.score, tuned)
+
+        reranker_weight = 0.0
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        encoder.save(self.output_dir / ENCODER_FOLDER)
+        if config.reranker and self.data.train_queries:
+            reranker = CrossEncoder(self.base_model)
+            queries = self.data.train_queries
+            queries = self.rng.sample(queries, min(len(queries), config.reranker_max_examples // 4))
+            train_candidates = tuned.hybrid(queries)
+            examples = self.reranker_examples(train_candidates)
+            steps = []
+            self.losses["reranker"] = steps
+            self.timed("train_reranker", train_cross_encoder, reranker, examples, config.cross_encoder, self.recording(steps))
+            reranker_weight, reranked = self.timed("evaluate_reranker", self.choose_blend_weight, reranker, tuned)
+            after["hybrid_reranked"] = reranked
+            if reranker_weight > 0:
+                reranker.save(self.output_dir / RERANKER_FOLDER)
+        np.save(self.output_dir / VECTORS_FILE, vectors)
+        (self.output_dir / KEYS_FILE).write_text(json.dumps({"keys": self.keys, "texts_sha256": texts_digest(self.keys, self.texts)}))
+        outcome = TrainingOutcome(
+            metrics_before=before, metrics_after=after, reranker_weight=reranker_weight,
+            counts={
+                "products": len(self.keys), "train_queries": len(self.data.train_queries),
+                "heldout_queries": len(self.data.heldout_queries), "pairs": len(pairs),
+            },
+            losses=self.losses, seconds=self.seconds,
+        )
+        summary = {"config": asdict(config), **asdict(outcome)}
+        (self.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        return outcome
+
+    def recording(self, losses):
+        def progress(stage, step, total, loss):
+            losses.append(round(loss, 4))
+            self.progress(stage, step, total, loss)
+
+        return progress

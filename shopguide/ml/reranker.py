@@ -1,0 +1,73 @@
+"""Cross-encoder reranker: reads a query and a product text together and scores the pair."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from .encoder import ModelNotFound
+
+PAIR_MAX_LENGTH = 64
+
+
+class CrossEncoder:
+    """A transformer with one output logit for "[CLS] query [SEP] product [SEP]"."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise ModelNotFound(f"No transformer model in {self.path} (config.json is missing).")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=1)
+        self.model.eval()
+
+    def logits(self, queries, texts, max_length=PAIR_MAX_LENGTH):
+        batch = self.tokenizer(
+            list(queries), list(texts), padding=True, truncation="only_second",
+            max_length=max_length, return_tensors="pt",
+        )
+        return self.model(**batch).logits.squeeze(-1)
+
+    def score(self, query, texts, batch_size=32):
+        """Relevance logits of ``texts`` for ``query`` (numpy array, higher is better)."""
+        texts = list(texts)
+        scores = np.zeros(len(texts), dtype=np.float32)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start:start + batch_size]
+                scores[start:start + len(chunk)] = self.logits([query] * len(chunk), chunk).numpy()
+        self.model.train(was_training)
+        return scores
+
+    def save(self, path):
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+
+def blend(retriever_scores, reranker_scores, weight):
+    """Mix min-max normalised scores: ``weight`` 0 keeps the retriever's order, 1 the reranker's."""
+
+    def normalised(values):
+        values = np.asarray(values, dtype=np.float32)
+        spread = values.max() - values.min() if len(values) else 0
+        return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
+
+    return (1 - weight) * normalised(retriever_scores) + weight * normalised(reranker_scores)
+
+
+def retriever_scores(count, k=60):
+    """Scores for a fused ranking's top ``count`` positions (its reciprocal-rank shape)."""
+    return [1.0 / (k + rank) for rank in range(1, count + 1)]
+
+
+def rerank(ranking, reranker_scores, weight):
+    """``ranking`` with its first ``len(reranker_scores)`` items reordered by the blend."""
+    depth = len(reranker_scores)
+    top = list(ranking[:depth])
+    order = np.argsort(-blend(retriever_scores(depth), reranker_scores, weight), kind="stable")
+    return [top[index] for index in order] + list(ranking[depth:])

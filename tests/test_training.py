@@ -1,0 +1,163 @@
+"""Training, versions and evaluation through the management commands, on real PostgreSQL."""
+
+import json
+import shutil
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from catalog.models import Product
+from config.celery import app as celery_app
+from shopguide.artifacts import folder_checksum
+from shopguide.models import Judgment, RecommenderModel, SearchEvent, TrainingRun
+from shopguide.training import TrainingError, event_judgments, execute_run, split_queries
+from shopguide.versions import ActivationError, activate, active_model, roll_back
+
+from tests.slang_shop import PRODUCTS, SLANG
+
+
+@pytest.fixture
+def shop(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    products = {pid: Product.objects.create(external_id=pid, title=title) for pid, title in PRODUCTS.items()}
+    for word, pid in SLANG.items():
+        Judgment.objects.create(query=word, product_key=str(products[pid].pk), grade=2, source="imported")
+    return products
+
+
+def write_judgments(path, rows):
+    path.write_text("query,product_id,grade\n" + "".join(f"{q},{p},{g}\n" for q, p, g in rows))
+    return path
+
+
+def train(*args):
+    call_command("shopguide_train", "--sync", "--holdout", "0.25", *args, verbosity=0)
+    return RecommenderModel.objects.latest("version")
+
+
+@pytest.mark.django_db
+def test_train_sync_stores_a_version_then_evaluate_sees_it(shop, tmp_path, capsys):
+    model = train("--epochs", "6", "--no-reranker", "--activate")
+
+    assert model.version == 1 and model.is_active
+    assert model.checksum == folder_checksum(model.folder)
+    assert model.data_counts["heldout_queries"] == 2 and model.data_counts["train_queries"] == 6
+    assert model.ndcg("after", "dense") is not None and model.ndcg("before", "dense") is not None
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded" and run.model == model and run.progress == 100
+    assert run.loss_curve["training retriever"]
+
+    judgments = write_judgments(tmp_path / "judgments.csv", [(w, p, 2) for w, p in SLANG.items()])
+    capsys.readouterr()
+    call_command("shopguide_evaluate", "--judgments", str(judgments), "--json")
+    results = json.loads(capsys.readouterr().out)
+    assert list(results) == ["postgres_fts", "bm25", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked"]
+    assert results["postgres_fts"]["ndcg@10"] == 0.0  # nobody's texts contain the slang
+    assert results["fine_tuned"]["ndcg@10"] > results["zero_shot"]["ndcg@10"] + 0.2
+    assert results["fine_tuned"]["queries"] == 8
+    assert results["hybrid_reranked"] == {"skipped": "version 1 has no reranker"}
+
+
+def test_event_rule_keeps_the_strongest_event(shop):
+    for kind in ["impression", "click", "purchase", "impression"]:
+        SearchEvent.objects.create(query="Hose", product_key="1", event=kind, created_at="2026-10-01T00:00Z")
+    SearchEvent.objects.create(query="hose", product_key="2", event="impression", created_at="2026-10-01T00:00Z")
+    SearchEvent.objects.create(query="hose", product_key="3", event="add_to_cart", created_at="2026-10-01T00:00Z")
+    assert event_judgments() == {"hose": {"1": 3.0, "2": 0.0, "3": 2.0}}
+
+
+def test_split_is_stable_and_holds_out_enough():
+    queries = [f"query {n}" for n in range(100)]
+    train, heldout = split_queries(queries, 0.1)
+    assert len(heldout) == 10 and not set(train) & set(heldout)
+    assert split_queries(list(reversed(queries)), 0.1) == (train, heldout)
+    assert len(split_queries(queries[:20], 0.1)[1]) == 4  # small shops: at least a fifth, up to 10
+
+
+@pytest.fixture
+def two_versions(shop):
+    """Version 1 trained for real; version 2 a copy of its files (as a retrain would leave)."""
+    first = train("--epochs", "1", "--max-pairs", "8", "--no-reranker")
+    folder = first.folder.parent / "copy"
+    shutil.copytree(first.folder, folder)
+    second = RecommenderModel.objects.create(
+        version=2, base_model=first.base_model, artifact_path=first.artifact_path.rsplit("/", 1)[0] + "/copy",
+        checksum=folder_checksum(folder),
+    )
+    return first, second
+
+
+def test_activate_and_roll_back(two_versions):
+    first, second = two_versions
+    activate(first)
+    activate(second)
+    assert active_model() == second
+    assert roll_back() == first
+    assert list(RecommenderModel.objects.filter(is_active=True)) == [first]
+
+
+def test_tampered_artifact_is_refused_and_the_active_version_keeps_serving(two_versions):
+    first, second = two_versions
+    activate(first)
+    with (second.folder / "encoder" / "config.json").open("a") as file:
+        file.write(" ")
+    with pytest.raises(ActivationError, match="changed after training"):
+        activate(second)
+    assert active_model() == first
+    shutil.rmtree(second.folder)
+    with pytest.raises(ActivationError, match="is missing"):
+        activate(second)
+    assert active_model() == first
+
+
+def test_no_earlier_version_to_roll_back_to(shop):
+    with pytest.raises(ActivationError, match="no earlier active version"):
+        roll_back()
+
+
+def test_a_second_run_is_refused_while_one_runs(shop):
+    TrainingRun.objects.create(status="running")
+    second = TrainingRun.objects.create()
+    with pytest.raises(TrainingError, match="is still running"):
+        execute_run(second)
+    second.refresh_from_db()
+    assert second.status == "failed" and "still running" in second.error
+    assert not RecommenderModel.objects.exists()
+
+
+def test_cold_start_trains_from_the_catalogue(shop):
+    Judgment.objects.all().delete()
+    model = train("--epochs", "1", "--max-pairs", "16", "--no-reranker")
+    assert model.hyperparameters["cold_start"] is True
+    assert model.data_counts["pairs"] > 0
+
+
+@pytest.fixture
+def eager_celery():
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+def test_train_without_sync_enqueues_a_run(shop, eager_celery):
+    call_command("shopguide_train", "--epochs", "1", "--max-pairs", "8", "--no-reranker", verbosity=0)
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded" and run.task_id
+    assert run.options == {"holdout_share": 0.1, "epochs": 1, "max_pairs": 8, "reranker": False}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--holdout", "1.5"], "--holdout must be between 0 and 1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--activate"], "--activate needs --sync"),
+])
+def test_bad_train_options_are_refused(shop, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("shopguide_train", *args)
+    assert not TrainingRun.objects.exists()
+
+
+def test_evaluate_rejects_unknown_products_with_line_numbers(shop, tmp_path):
+    judgments = write_judgments(tmp_path / "judgments.csv", [("zorblax", "p1", 2), ("quimbo", "nope", 1)])
+    with pytest.raises(CommandError, match=r"judgments.csv:3: product_id: unknown product 'nope'"):
+        call_command("shopguide_evaluate", "--judgments", str(judgments))

@@ -7,10 +7,12 @@ Strategies, each ranking all available products for each query:
 - ``bm25``: BM25 over the product texts with English stemming;
 - ``zero_shot``: the base sentence encoder, exact cosine;
 - ``fine_tuned``: the active version's encoder;
-- ``hybrid``: ``fine_tuned`` fused with ``bm25`` by reciprocal rank (what shopguide serves);
+- ``hybrid``: the fine-tuned encoder, stemmed BM25 and trigram BM25 fused, ordered by the
+  version's learned fusion when it has one (what shopguide serves);
 - ``hybrid_reranked``: ``hybrid`` with the active version's reranker blended in.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -22,14 +24,15 @@ from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .importing import DatasetError, Problem, validate_judgments
 from .ml.encoder import Encoder, default_model_path
-from .ml.lexical import BM25Index
 from .ml.metrics import evaluate_run
-from .ml.pipeline import ENCODER_FOLDER, RERANKER_FOLDER, Retriever, load_product_vectors, texts_digest
+from .ml.pipeline import (
+    ENCODER_FOLDER, RANKER_FILE, RERANKER_FOLDER, CatalogueIndex, Retriever, load_product_vectors, texts_digest,
+)
+from .ml.ranker import LinearRanker
 from .ml.reranker import CrossEncoder, rerank
 from .versions import active_model
 
 STRATEGIES = ("postgres_fts", "bm25", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked")
-DEPTH = 100
 RERANK_DEPTH = 30
 FTS_CONFIG = "english"
 
@@ -59,7 +62,7 @@ def read_judgments(path, split=None):
     return qrels
 
 
-def postgres_fts_rankings(keys, texts, queries, depth=DEPTH):
+def postgres_fts_rankings(keys, texts, queries, depth=100):
     """Rankings by PostgreSQL full-text search over a temporary, GIN-indexed copy of the texts."""
     rankings = {}
     with connection.cursor() as cursor:
@@ -83,15 +86,24 @@ def postgres_fts_rankings(keys, texts, queries, depth=DEPTH):
     return rankings
 
 
+def vector_cache_path(model_path, keys, texts):
+    name = texts_digest([str(model_path)], [texts_digest(keys, texts)])
+    return Path(settings.MEDIA_ROOT) / "shopguide" / "cache" / f"{name}.npy"
+
+
+def store_cached_vectors(model_path, keys, texts, vectors):
+    path = vector_cache_path(model_path, keys, texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+
+
 def cached_vectors(encoder, keys, texts, progress):
     """Catalogue vectors of ``encoder``, cached under MEDIA_ROOT by model and texts."""
-    folder = Path(settings.MEDIA_ROOT) / "shopguide" / "cache"
-    path = folder / f"{texts_digest([str(encoder.path)], [texts_digest(keys, texts)])}.npy"
+    path = vector_cache_path(encoder.path, keys, texts)
     if path.is_file():
         return np.load(path)
     vectors = encoder.encode(texts, progress=progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
+    store_cached_vectors(encoder.path, keys, texts, vectors)
     return vectors
 
 
@@ -108,11 +120,11 @@ def evaluate_strategies(qrels, k=10, progress=None):
         results[name] = {**evaluate_run(rankings[name], qrels, k), "seconds": round(time.monotonic() - started, 2)}
 
     measure("postgres_fts", lambda: postgres_fts_rankings(keys, texts, queries))
-    lexical = BM25Index(keys, texts)
-    measure("bm25", lambda: {query: lexical.search(query, DEPTH) for query in queries})
+    catalogue = CatalogueIndex(keys, texts)
+    measure("bm25", lambda: {query: catalogue.bm25.search(query, 100) for query in queries})
     base = Encoder(shopguide_settings.BASE_MODEL or default_model_path())
     base_vectors = cached_vectors(base, keys, texts, lambda d, t: progress("encoding catalogue (base model)", d, t))
-    measure("zero_shot", lambda: Retriever(base, keys, base_vectors, lexical, DEPTH).dense(queries))
+    measure("zero_shot", lambda: Retriever(base, catalogue, base_vectors).rankings(queries)[0])
 
     model = active_model()
     if model is None:
@@ -123,9 +135,16 @@ def evaluate_strategies(qrels, k=10, progress=None):
     vectors = load_product_vectors(model.folder, keys, texts)
     if vectors is None:
         vectors = cached_vectors(tuned, keys, texts, lambda d, t: progress("encoding catalogue (active model)", d, t))
-    retriever = Retriever(tuned, keys, vectors, lexical, DEPTH)
-    measure("fine_tuned", lambda: retriever.dense(queries))
-    measure("hybrid", lambda: retriever.hybrid(queries, rankings["fine_tuned"]))
+    ranker_file = model.folder / RANKER_FILE
+    ranker = LinearRanker.from_dict(json.loads(ranker_file.read_text())) if ranker_file.is_file() else None
+    retriever = Retriever(tuned, catalogue, vectors, ranker)
+    started = time.monotonic()
+    dense, hybrid = retriever.rankings(queries)
+    seconds = round(time.monotonic() - started, 2)
+    measure("fine_tuned", lambda: dense)
+    measure("hybrid", lambda: hybrid)
+    for name in ("fine_tuned", "hybrid"):
+        results[name]["seconds"] = seconds
     if not model.reranker_weight:
         results["hybrid_reranked"] = {"skipped": f"version {model.version} has no reranker"}
         return results

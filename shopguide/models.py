@@ -6,6 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from .embeddings import EmbeddingField
 from .ml.text import normalize_query
 
 
@@ -146,3 +147,58 @@ class TrainingRun(models.Model):
 
     def __str__(self):
         return f"Training run #{self.pk} ({self.status})"
+
+
+class ProductVector(models.Model):
+    """The serving copy of a product: its text, full-text document and embedding, as encoded by
+    ``model``. Only whole rescoring swaps replace these rows, in one transaction."""
+
+    product_key = models.CharField(max_length=64, unique=True)
+    model = models.ForeignKey(RecommenderModel, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField()
+    embedding = EmbeddingField(dimensions=384)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"vector of {self.product_key} (v{self.model.version})"
+
+
+class Rescore(models.Model):
+    """Encoding the catalogue with one version, in chunks that workers share; the vectors
+    replace the serving ones only when every chunk is done."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    model = models.ForeignKey(RecommenderModel, on_delete=models.CASCADE, related_name="rescores")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    activate = models.BooleanField(default=True, help_text="Make the version active when the vectors are in.")
+    chunks = models.PositiveIntegerField(default=0)
+    products = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Rescore #{self.pk} with v{self.model.version} ({self.status})"
+
+
+class PendingVector(models.Model):
+    """A vector written by a rescore chunk, waiting for the swap."""
+
+    rescore = models.ForeignKey(Rescore, on_delete=models.CASCADE, related_name="pending")
+    chunk = models.PositiveIntegerField()
+    product_key = models.CharField(max_length=64)
+    text = models.TextField()
+    embedding = EmbeddingField(dimensions=384)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rescore", "product_key"], name="shopguide_pending_unique"),
+        ]
+        indexes = [models.Index(fields=["rescore", "chunk"])]

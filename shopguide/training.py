@@ -22,6 +22,7 @@ from django.utils import timezone
 from .artifacts import artifacts_root, folder_checksum
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
+from .evaluation import store_cached_vectors
 from .ml.encoder import default_model_path, set_torch_threads
 from .ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data, positive_threshold
 from .models import Judgment, RecommenderModel, SearchEvent, TrainingRun
@@ -137,7 +138,9 @@ def train_version(options=None, run=None, echo=None):
     data, cold_start = gather_data(options.get("holdout_share", DEFAULT_HOLDOUT_SHARE))
     config = pipeline_config(options)
     folder = artifacts_root() / f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    outcome = Pipeline(data, folder, config, base_model=base_model, progress=RunProgress(run, echo)).run()
+    pipeline = Pipeline(data, folder, config, base_model=base_model, progress=RunProgress(run, echo))
+    outcome = pipeline.run()
+    store_cached_vectors(base_model, pipeline.keys, pipeline.texts, pipeline.base_vectors)
     with transaction.atomic():
         version = (RecommenderModel.objects.select_for_update().aggregate(top=Max("version"))["top"] or 0) + 1
         model = RecommenderModel.objects.create(
@@ -145,7 +148,8 @@ def train_version(options=None, run=None, echo=None):
             base_model=str(base_model),
             artifact_path=folder.relative_to(Path(settings.MEDIA_ROOT)).as_posix(),
             checksum=folder_checksum(folder),
-            hyperparameters={**options, "cold_start": cold_start, "pipeline": asdict(config)},
+            hyperparameters={**options, "cold_start": cold_start, "learned_fusion": outcome.uses_ranker,
+                             "pipeline": asdict(config)},
             data_counts={**outcome.counts, "judged_queries": len(data.judgments)},
             metrics_before=outcome.metrics_before,
             metrics_after=outcome.metrics_after,

@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from .encoder import Encoder, default_model_path
-from .fusion import reciprocal_rank_fusion
-from .index import VectorIndex
 from .lexical import BM25Index
 from .metrics import evaluate_run
+from .ranker import DEPTH, FeatureBuilder, LinearRanker, top_indices, trigrams
 from .reranker import CrossEncoder, rerank
 from .training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder, train_cross_encoder
 
 ENCODER_FOLDER = "encoder"
 RERANKER_FOLDER = "reranker"
+RANKER_FILE = "ranker.json"
 VECTORS_FILE = "product_vectors.npy"
 KEYS_FILE = "product_keys.json"
 SUMMARY_FILE = "training.json"
@@ -49,14 +49,13 @@ class RecommenderData:
 class PipelineConfig:
     bi_encoder: BiEncoderConfig = field(default_factory=BiEncoderConfig)
     cross_encoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
-    max_pairs: int = 40_000
+    max_pairs: int = 12_000
     positives_per_query: int = 4
     hard_negatives: int = 1
     hard_negative_depth: int = 30  # mine among the base model's top results
     reranker: bool = True
-    reranker_max_examples: int = 12_000
+    reranker_max_examples: int = 8_000
     rerank_depth: int = 30
-    candidate_depth: int = 100
     blend_weights: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
     k: int = 10
     seed: int = 42
@@ -66,6 +65,7 @@ class PipelineConfig:
 class TrainingOutcome:
     metrics_before: dict
     metrics_after: dict
+    uses_ranker: bool
     reranker_weight: float
     counts: dict
     losses: dict
@@ -127,19 +127,45 @@ def cold_start_data(texts, seed=42, heldout_share=0.1, count=20_000):
     return RecommenderData(texts, judgments, queries[held:], queries[:held])
 
 
+class CatalogueIndex:
+    """The lexical side of one catalogue: stemmed BM25, trigram BM25 and feature builder."""
+
+    def __init__(self, keys, texts):
+        self.keys, self.texts = list(keys), list(texts)
+        self.bm25 = BM25Index(self.keys, self.texts)
+        self.trigram = BM25Index(self.keys, self.texts, analyzer=trigrams)
+        self.features = FeatureBuilder(self.texts)
+
+
 class Retriever:
-    """Dense (exact cosine) and hybrid (dense fused with BM25) rankings over one catalogue."""
+    """Rankings over one catalogue for one encoder: ``dense`` (exact cosine) and ``hybrid``
+    (three retrievers fused, ordered by ``ranker`` when there is one)."""
 
-    def __init__(self, encoder, keys, vectors, lexical, depth=100):
-        self.encoder, self.index, self.lexical, self.depth = encoder, VectorIndex(keys, vectors), lexical, depth
+    def __init__(self, encoder, catalogue, vectors, ranker=None):
+        self.encoder, self.catalogue, self.ranker = encoder, catalogue, ranker
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def dense(self, queries):
-        vectors = self.encoder.encode_queries(queries)
-        return {query: [key for key, _ in self.index.search(vector, self.depth)] for query, vector in zip(queries, vectors)}
+    def candidates(self, queries):
+        """``{query: (Candidates, cosine scores)}`` for a list of queries."""
+        out = {}
+        for query, vector in zip(queries, self.encoder.encode_queries(queries)):
+            cosine = self.vectors @ vector
+            out[query] = (self.catalogue.features.candidates(
+                query, cosine, self.catalogue.bm25.scores(query), self.catalogue.trigram.scores(query)), cosine)
+        return out
 
-    def hybrid(self, queries, dense=None):
-        dense = dense or self.dense(queries)
-        return {query: reciprocal_rank_fusion([dense[query], self.lexical.search(query, self.depth)]) for query in queries}
+    def rankings(self, queries, ranker=None):
+        """``(dense, hybrid)`` rankings of keys for each query."""
+        ranker = ranker or self.ranker
+        keys, dense, hybrid = self.catalogue.keys, {}, {}
+        for query, (candidates, cosine) in self.candidates(queries).items():
+            dense[query] = [keys[i] for i in top_indices(cosine, DEPTH)]
+            order = ranker.order(candidates) if ranker else candidates.indices
+            hybrid[query] = [keys[i] for i in order]
+        return dense, hybrid
+
+    def hybrid(self, queries):
+        return self.rankings(queries)[1]
 
 
 class Pipeline:
@@ -159,27 +185,48 @@ class Pipeline:
         self.seconds[stage] = round(time.monotonic() - started, 1)
         return result
 
-    def heldout_qrels(self):
-        return {query: self.data.judgments[query] for query in self.data.heldout_queries}
+    def qrels(self, queries):
+        return {query: self.data.judgments[query] for query in queries}
+
+    @property
+    def fit_queries(self):
+        """Half of the held-out queries fit the fusion and pick the reranker weight ..."""
+        return self.data.heldout_queries[0::2]
+
+    @property
+    def report_queries(self):
+        """... the other half measures before and after, unseen by every stage."""
+        return self.data.heldout_queries[1::2] or self.data.heldout_queries
 
     def encode_catalogue(self, encoder, stage):
         return encoder.encode(self.texts, progress=lambda done, total: self.progress(stage, done, total))
 
-    def score(self, retriever):
-        qrels = self.heldout_qrels()
-        queries = list(qrels)
-        dense = retriever.dense(queries)
-        return {
-            "dense": evaluate_run(dense, qrels, self.config.k),
-            "hybrid": evaluate_run(retriever.hybrid(queries, dense), qrels, self.config.k),
-        }
+    def score(self, retriever, ranker=None):
+        qrels = self.qrels(self.report_queries)
+        dense, hybrid = retriever.rankings(list(qrels), ranker)
+        return {"dense": evaluate_run(dense, qrels, self.config.k), "hybrid": evaluate_run(hybrid, qrels, self.config.k)}
+
+    def fit_ranker(self, retriever):
+        """Fit the fusion on the fit queries; keep it only if it beats plain fusion on them."""
+        candidates = retriever.candidates(self.fit_queries)
+        examples = [(c, np.array([self.data.judgments[q].get(self.keys[i], 0.0) for i in c.indices], dtype=np.float32))
+                    for q, (c, _) in candidates.items()]
+        try:
+            ranker = LinearRanker.fit(examples)
+        except ValueError:
+            return None
+        qrels = self.qrels(self.fit_queries)
+        learned = {q: [self.keys[i] for i in ranker.order(c)] for q, (c, _) in candidates.items()}
+        fused = {q: [self.keys[i] for i in c.indices] for q, (c, _) in candidates.items()}
+        k = f"ndcg@{self.config.k}"
+        return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
 
     def build_pairs(self, retriever):
         """Training pairs: up to ``positives_per_query`` relevant products per query, each with
         hard negatives mined from the base model's top results."""
         threshold = positive_threshold(self.data.judgments)
         queries = [q for q in self.data.train_queries if any(g >= threshold for g in self.data.judgments[q].values())]
-        ranked = retriever.dense(queries) if self.config.hard_negatives else {}
+        ranked = retriever.rankings(queries)[0] if self.config.hard_negatives else {}
         pairs = []
         for query in queries:
             judged = self.data.judgments[query]
@@ -206,63 +253,66 @@ class Pipeline:
         return examples[:self.config.reranker_max_examples]
 
     def choose_blend_weight(self, reranker, retriever):
-        """Rerank the held-out queries' top candidates; return the best weight and its metrics."""
-        qrels = self.heldout_qrels()
-        hybrid = retriever.hybrid(list(qrels))
-        depth = self.config.rerank_depth
-        scores = {}
-        for done, (query, ranking) in enumerate(hybrid.items(), start=1):
-            scores[query] = reranker.score(query, [self.data.texts[key] for key in ranking[:depth]])
-            self.progress("choosing reranker weight", done, len(hybrid))
-        results = {
-            weight: evaluate_run({query: rerank(hybrid[query], scores[query], weight) for query in hybrid}, qrels, self.config.k)
-            for weight in self.config.blend_weights
-        }
-        best = max(results, key=lambda weight: (results[weight][f"ndcg@{self.config.k}"], -weight))
-        return best, results[best]
+        """Blend weight that scores best on the fit queries (0: reranker unused), and the
+        metrics of that blend on the report queries."""
+        depth, k = self.config.rerank_depth, self.config.k
+
+        def reranked_runs(queries):
+            hybrid = retriever.hybrid(queries)
+            scores = {}
+            for done, query in enumerate(queries, start=1):
+                scores[query] = reranker.score(query, [self.data.texts[key] for key in hybrid[query][:depth]])
+                self.progress("choosing reranker weight", done, len(queries))
+            return lambda weight: {query: rerank(hybrid[query], scores[query], weight) for query in queries}
+
+        fit = reranked_runs(self.fit_queries)
+        qrels = self.qrels(self.fit_queries)
+        best = max(self.config.blend_weights, key=lambda w: (evaluate_run(fit(w), qrels, k)[f"ndcg@{k}"], -w))
+        report = reranked_runs(self.report_queries)(best)
+        return best, evaluate_run(report, self.qrels(self.report_queries), k)
 
     def run(self):
         config = self.config
         encoder = Encoder(self.base_model)
-        lexical = self.timed("bm25", BM25Index, self.keys, self.texts)
-        base_vectors = self.timed("encode_base", self.encode_catalogue, encoder, "encoding catalogue (base model)")
-        base = Retriever(encoder, self.keys, base_vectors, lexical, config.candidate_depth)
+        catalogue = self.timed("lexical_index", CatalogueIndex, self.keys, self.texts)
+        self.base_vectors = self.timed("encode_base", self.encode_catalogue, encoder, "encoding catalogue (base model)")
+        base = Retriever(encoder, catalogue, self.base_vectors)
         before = self.timed("evaluate_base", self.score, base)
         pairs = self.timed("pairs", self.build_pairs, base)
         threshold = positive_threshold(self.data.judgments)
         relevant = {query: {key for key, grade in judged.items() if grade >= threshold}
                     for query, judged in self.data.judgments.items()}
-        steps = []
-        self.losses["retriever"] = steps
         self.timed("train_retriever", train_bi_encoder, encoder, pairs, self.data.texts, relevant, config.bi_encoder,
-                   self.recording(steps))
+                   self.recording("retriever"))
         vectors = self.timed("encode_tuned", self.encode_catalogue, encoder, "encoding catalogue (fine-tuned)")
-        tuned = Retriever(encoder, self.keys, vectors, lexical, config.candidate_depth)
+        tuned = Retriever(encoder, catalogue, vectors)
+        tuned.ranker = self.timed("fit_ranker", self.fit_ranker, tuned)
         after = self.timed("evaluate_tuned", self.score, tuned)
+        after["fusion_only"] = self.score(tuned, ranker=None)["hybrid"] if tuned.ranker else after["hybrid"]
 
-        reranker_weight = 0.0
         self.output_dir.mkdir(parents=True, exist_ok=True)
         encoder.save(self.output_dir / ENCODER_FOLDER)
+        if tuned.ranker:
+            (self.output_dir / RANKER_FILE).write_text(json.dumps(tuned.ranker.to_dict()))
+        reranker_weight = 0.0
         if config.reranker and self.data.train_queries:
             reranker = CrossEncoder(self.base_model)
-            queries = self.data.train_queries
-            queries = self.rng.sample(queries, min(len(queries), config.reranker_max_examples // 4))
-            train_candidates = tuned.hybrid(queries)
-            examples = self.reranker_examples(train_candidates)
-            steps = []
-            self.losses["reranker"] = steps
-            self.timed("train_reranker", train_cross_encoder, reranker, examples, config.cross_encoder, self.recording(steps))
-            reranker_weight, reranked = self.timed("evaluate_reranker", self.choose_blend_weight, reranker, tuned)
-            after["hybrid_reranked"] = reranked
+            queries = self.rng.sample(self.data.train_queries, min(len(self.data.train_queries), config.reranker_max_examples // 4))
+            examples = self.reranker_examples(tuned.hybrid(queries))
+            self.timed("train_reranker", train_cross_encoder, reranker, examples, config.cross_encoder,
+                       self.recording("reranker"))
+            reranker_weight, after["hybrid_reranked"] = self.timed("evaluate_reranker", self.choose_blend_weight, reranker, tuned)
             if reranker_weight > 0:
                 reranker.save(self.output_dir / RERANKER_FOLDER)
         np.save(self.output_dir / VECTORS_FILE, vectors)
         (self.output_dir / KEYS_FILE).write_text(json.dumps({"keys": self.keys, "texts_sha256": texts_digest(self.keys, self.texts)}))
         outcome = TrainingOutcome(
-            metrics_before=before, metrics_after=after, reranker_weight=reranker_weight,
+            metrics_before=before, metrics_after=after, uses_ranker=tuned.ranker is not None,
+            reranker_weight=reranker_weight,
             counts={
                 "products": len(self.keys), "train_queries": len(self.data.train_queries),
-                "heldout_queries": len(self.data.heldout_queries), "pairs": len(pairs),
+                "heldout_queries": len(self.data.heldout_queries), "report_queries": len(self.report_queries),
+                "pairs": len(pairs),
             },
             losses=self.losses, seconds=self.seconds,
         )
@@ -270,7 +320,9 @@ class Pipeline:
         (self.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         return outcome
 
-    def recording(self, losses):
+    def recording(self, name):
+        losses = self.losses.setdefault(name, [])
+
         def progress(stage, step, total, loss):
             losses.append(round(loss, 4))
             self.progress(stage, step, total, loss)

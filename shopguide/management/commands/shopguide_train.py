@@ -76,9 +76,9 @@ class Command(BaseCommand):
         lines = [f"Version {model.version} trained ({model.data_counts.get('pairs')} pairs, "
                  f"{model.data_counts.get('heldout_queries')} held-out queries)."]
         lines.append(f"{'held-out nDCG@10':<22}{'before':>8}{'after':>8}")
-        for strategy in ("dense", "hybrid", "hybrid_reranked"):
+        for strategy in ("dense", "fusion_only", "hybrid", "hybrid_reranked"):
             before, after = model.ndcg("before", strategy), model.ndcg("after", strategy)
             if after is not None:
-                lines.append(f"{strategy:<22}{before if before is not None else float('nan'):>8.3f}{after:>8.3f}")
+                lines.append(f"{strategy:<22}{'' if before is None else f'{before:.3f}':>8}{after:>8.3f}")
         lines.append(f"reranker blend weight: {model.reranker_weight:g}" + (" (not used)" if not model.reranker_weight else ""))
         return "\n".join(lines)

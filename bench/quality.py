@@ -1,0 +1,127 @@
+"""Quality benchmark: train on real shop data, evaluate every strategy on held-out queries.
+
+    .venv/bin/python bench/quality.py [--data ../shared/data] [--datasets homedepot crowdflower]
+
+For each dataset it makes a fresh database, loads the folder, trains with
+``shopguide_train --sync`` on the ``train`` split, activates the version and runs
+``shopguide_evaluate --json`` on the held-out split (homedepot ``dev``, crowdflower ``test``),
+all through the project's own commands. It prints a table, writes
+``bench/results/quality.json`` and ``quality.md``, and refreshes README's quality table.
+Baselines and shopguide are measured side by side in the same run.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import embedded  # noqa: E402
+from config.database_url import parse_database_url  # noqa: E402
+
+HELDOUT_SPLIT = {"homedepot": "dev", "crowdflower": "test"}
+STRATEGY_NAMES = {
+    "postgres_fts": "PostgreSQL full-text search, Django default (all words)",
+    "bm25": "BM25, stemmed",
+    "zero_shot": "all-MiniLM-L6-v2 zero-shot",
+    "fine_tuned": "shopguide fine-tuned bi-encoder",
+    "hybrid": "shopguide hybrid (fine-tuned + BM25, RRF)",
+    "hybrid_reranked": "shopguide hybrid + reranker",
+}
+README_START, README_END = "<!-- quality:start -->", "<!-- quality:end -->"
+
+
+def database_url(name):
+    """A fresh database named ``name`` on DATABASE_URL's server, or on the embedded one."""
+    import psycopg
+
+    server_url = os.environ.get("DATABASE_URL") or embedded.postgres_url()
+    config = parse_database_url(server_url)
+    admin = psycopg.connect(
+        dbname="postgres", user=config["USER"] or "postgres", password=config["PASSWORD"],
+        host=config["HOST"], port=config["PORT"] or None, autocommit=True,
+    )
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = server_url.partition("?")
+    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+
+
+def manage(env, *args, capture=False):
+    command = [sys.executable, "manage.py", *args]
+    print("$", " ".join(command[1:]), flush=True)
+    result = subprocess.run(command, cwd=ROOT, env=env, check=True, text=True,
+                            stdout=subprocess.PIPE if capture else None)
+    return result.stdout
+
+
+def bench_dataset(name, folder, train_args):
+    env = dict(os.environ, DATABASE_URL=database_url(f"shopguide_bench_{name}"),
+               MEDIA_ROOT=str(ROOT / "var" / "bench" / name), PYTHONUNBUFFERED="1")
+    env.setdefault("TORCH_THREADS", "2")
+    manage(env, "migrate", "--noinput", "-v", "0")
+    manage(env, "load_catalog", str(folder))
+    started = time.monotonic()
+    manage(env, "shopguide_train", "--sync", "--activate", *train_args)
+    training_seconds = time.monotonic() - started
+    results = json.loads(manage(env, "shopguide_evaluate", "--judgments", str(folder / "judgments.csv"),
+                                "--split", HELDOUT_SPLIT[name], "--json", capture=True))
+    return {"split": HELDOUT_SPLIT[name], "training_seconds": round(training_seconds), "strategies": results}
+
+
+def table(name, outcome):
+    strategies = outcome["strategies"]
+    bm25 = strategies["bm25"]["ndcg@10"]
+    lines = [
+        f"**{name}** (`{outcome['split']}` split, {strategies['bm25']['queries']} queries, whole catalogue; "
+        f"training took {outcome['training_seconds'] / 60:.1f} min)",
+        "",
+        "| strategy | nDCG@10 | vs BM25 | condensed nDCG@10 | Recall@100 | MRR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in STRATEGY_NAMES.items():
+        metrics = strategies[key]
+        if "skipped" in metrics:
+            lines.append(f"| {label} | skipped: {metrics['skipped']} | | | | |")
+            continue
+        lines.append(
+            f"| {label} | {metrics['ndcg@10']:.3f} | {metrics['ndcg@10'] / bm25:.2f}x | "
+            f"{metrics['condensed_ndcg@10']:.3f} | {metrics['recall@100']:.3f} | {metrics['mrr']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(markdown):
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START in text and README_END in text:
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+        readme.write_text(f"{head}{README_START}\n{markdown}\n{README_END}{tail}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--datasets", nargs="+", default=list(HELDOUT_SPLIT), choices=list(HELDOUT_SPLIT))
+    parser.add_argument("--train-args", default="", help="extra shopguide_train options, e.g. '--max-pairs 8000'")
+    args = parser.parse_args()
+
+    outcomes = {name: bench_dataset(name, args.data / name, args.train_args.split()) for name in args.datasets}
+    markdown = "\n\n".join(table(name, outcome) for name, outcome in outcomes.items())
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "quality.json").write_text(json.dumps(outcomes, indent=2))
+    (results / "quality.md").write_text(markdown + "\n")
+    update_readme(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

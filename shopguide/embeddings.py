@@ -1,0 +1,72 @@
+"""Vector columns that work with and without the pgvector extension.
+
+Where pgvector is installed the column is ``vector(n)`` with an HNSW index and PostgreSQL does
+the nearest-neighbour search; elsewhere it is ``real[]`` and shopguide searches in process.
+"""
+
+import numpy as np
+from django.db import models
+from django.db.backends.signals import connection_created
+
+_PGVECTOR = {}  # database alias -> whether the vector extension is installed
+
+
+def has_pgvector(connection):
+    if connection.alias not in _PGVECTOR:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+            _PGVECTOR[connection.alias] = cursor.fetchone() is not None
+    return _PGVECTOR[connection.alias]
+
+
+def pgvector_available(connection):
+    """Whether the server could install pgvector (it ships the extension's files)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+        return cursor.fetchone() is not None
+
+
+def forget_pgvector(connection):
+    _PGVECTOR.pop(connection.alias, None)
+
+
+def register_pgvector(sender, connection, **kwargs):
+    """Let psycopg send and receive numpy arrays as ``vector`` values."""
+    if connection.vendor == "postgresql" and has_pgvector(connection):
+        from pgvector.psycopg import register_vector
+
+        register_vector(connection.connection)
+
+
+connection_created.connect(register_pgvector)
+
+
+class EmbeddingField(models.Field):
+    """A fixed-size float32 vector: ``vector(n)`` with pgvector, ``real[]`` without."""
+
+    description = "Embedding vector"
+
+    def __init__(self, *args, dimensions=384, **kwargs):
+        self.dimensions = dimensions
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["dimensions"] = self.dimensions
+        return name, path, args, kwargs
+
+    def db_type(self, connection):
+        return f"vector({self.dimensions})" if has_pgvector(connection) else "real[]"
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None:
+            return None
+        vector = np.asarray(value, dtype=np.float32)
+        if vector.shape != (self.dimensions,):
+            raise ValueError(f"expected a vector of {self.dimensions} numbers, got shape {vector.shape}")
+        return vector if has_pgvector(connection) else vector.tolist()
+
+    def from_db_value(self, value, expression, connection):
+        if value is None:
+            return None
+        return np.asarray(value, dtype=np.float32)

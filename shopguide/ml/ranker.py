@@ -1,0 +1,135 @@
+"""Hybrid ranking: candidates from three retrievers, ordered by a learned linear fusion.
+
+Candidates are the union of the top results of the fine-tuned encoder (cosine), stemmed BM25
+and character-trigram BM25 (which forgives typos such as "soap punp"), first ordered by
+weighted reciprocal rank fusion. A linear model over a few features of each (query, product)
+pair, fitted with a listwise softmax loss on held-out queries, then re-orders them. With no
+fitted weights the fusion order stands.
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .lexical import Analyzer
+
+DEPTH = 100  # results taken from each retriever
+CANDIDATES = 50  # candidates the fusion model orders
+RRF_WEIGHTS = (1.0, 2.0, 1.0)  # dense, stemmed BM25, trigram BM25
+RRF_K = 60
+FEATURES = (
+    "cosine", "cosine_gap", "bm25", "trigram", "rrf", "fusion_rank", "coverage",
+    "title_length", "query_length", "bm25_match", "digits_match", "phrase_match", "first_term_position",
+    "last_term_match",
+)
+_DIGITS = re.compile(r"\d+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def trigrams(text):
+    """Character trigrams of each word, with word boundaries marked: 'drill' -> '#dr', 'dri', ..."""
+    grams = []
+    for word in _WORD.findall(text.lower()):
+        word = f"#{word}#"
+        grams += [word[i:i + 3] for i in range(len(word) - 2)]
+    return grams
+
+
+def top_indices(scores, depth, positive_only=False):
+    candidates = np.flatnonzero(scores > 0) if positive_only else np.arange(len(scores))
+    if len(candidates) > depth:
+        candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
+    return candidates[np.lexsort((candidates, -scores[candidates]))]
+
+
+@dataclass
+class Candidates:
+    indices: np.ndarray  # positions in the catalogue, in fusion order
+    features: np.ndarray  # one row of FEATURES per candidate
+
+
+class FeatureBuilder:
+    """Turns one query's scores over the whole catalogue into candidates with features."""
+
+    def __init__(self, texts, analyzer=None):
+        self.texts = texts
+        self.analyzer = analyzer or Analyzer()
+        self.terms = [self.analyzer(text) for text in texts]
+        self.lowered = [text.lower() for text in texts]
+
+    def candidates(self, query, cosine, bm25, trigram, depth=DEPTH, limit=CANDIDATES):
+        lists = (top_indices(cosine, depth), top_indices(bm25, depth, True), top_indices(trigram, depth, True))
+        fused = {}
+        for ranking, weight in zip(lists, RRF_WEIGHTS):
+            for rank, index in enumerate(ranking, start=1):
+                fused[index] = fused.get(index, 0.0) + weight / (RRF_K + rank)
+        order = sorted(fused, key=lambda index: (-fused[index], index))[:limit]
+        query_terms = self.analyzer(query)
+        query_set, digits = set(query_terms), set(_DIGITS.findall(query))
+        best_cosine = cosine[lists[0][0]] if len(lists[0]) else 0.0
+        top_bm25, top_trigram = max(bm25.max(), 1e-9), max(trigram.max(), 1e-9)
+        query_lower = query.lower()
+        rows = []
+        for rank, index in enumerate(order):
+            terms = self.terms[index]
+            title_digits = set(_DIGITS.findall(self.lowered[index])) if digits else ()
+            rows.append((
+                cosine[index], cosine[index] - best_cosine, bm25[index] / top_bm25, trigram[index] / top_trigram,
+                fused[index] * RRF_K, 1.0 / (1 + rank),
+                len(query_set.intersection(terms)) / max(len(query_set), 1),
+                np.log1p(len(terms)), np.log1p(len(query_set)), float(bm25[index] > 0),
+                len(digits & title_digits) / len(digits) if digits else 0.5,
+                float(query_lower in self.lowered[index]),
+                terms.index(query_terms[0]) / max(len(terms), 1) if query_terms and query_terms[0] in terms else 1.0,
+                float(bool(query_terms) and query_terms[-1] in terms),
+            ))
+        features = np.asarray(rows, dtype=np.float32).reshape(len(order), len(FEATURES))
+        return Candidates(np.asarray(order, dtype=np.int64), features)
+
+
+class LinearRanker:
+    """Scores candidates with standardised features times learned weights."""
+
+    def __init__(self, weights, mean, scale):
+        self.weights = np.asarray(weights, dtype=np.float32)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+
+    def score(self, features):
+        return ((features - self.mean) / self.scale) @ self.weights
+
+    def order(self, candidates):
+        return candidates.indices[np.argsort(-self.score(candidates.features), kind="stable")]
+
+    def to_dict(self):
+        return {"features": list(FEATURES), "weights": self.weights.tolist(),
+                "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, data):
+        if list(data["features"]) != list(FEATURES):
+            raise ValueError("The stored ranker was fitted on other features; retrain the model.")
+        return cls(data["weights"], data["mean"], data["scale"])
+
+    @classmethod
+    def fit(cls, examples, epochs=300, learning_rate=0.01, seed=42):
+        """Fit on ``examples`` of (Candidates, gains): each query's softmax over its candidates
+        is pulled towards the softmax of their gains (ListNet)."""
+        examples = [(candidates.features, gains) for candidates, gains in examples if np.any(gains > 0)]
+        if not examples:
+            raise ValueError("No query with a relevant candidate to fit the ranker on.")
+        torch.manual_seed(seed)
+        stacked = np.concatenate([features for features, _ in examples])
+        mean, scale = stacked.mean(0), stacked.std(0) + 1e-6
+        inputs = [torch.tensor((features - mean) / scale) for features, _ in examples]
+        targets = [torch.softmax(torch.tensor(gains, dtype=torch.float32) * 2.0, 0) for _, gains in examples]
+        weights = torch.zeros(len(FEATURES), requires_grad=True)
+        optimizer = torch.optim.Adam([weights], lr=learning_rate, weight_decay=1e-4)
+        for _ in range(epochs):
+            loss = sum(-(target * torch.log_softmax(x @ weights, 0)).sum() for x, target in zip(inputs, targets))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return cls(weights.detach().numpy(), mean, scale)

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from shopguide.ml.ranker import FEATURES, Candidates, FeatureBuilder, LinearRanker, trigrams
+
+
+def test_trigrams_mark_word_boundaries():
+    assert trigrams("Soap pump") == ["#so", "soa", "oap", "ap#", "#pu", "pum", "ump", "mp#"]
+
+
+def test_candidates_fuse_the_three_retrievers_with_one_feature_row_each():
+    texts = ["cordless drill 20v", "garden hose 50 ft", "drill bit set", "led bulb"]
+    builder = FeatureBuilder(texts)
+    cosine = np.array([0.9, 0.1, 0.5, 0.2], dtype=np.float32)
+    bm25 = np.array([2.0, 0.0, 1.0, 0.0], dtype=np.float32)
+    trigram = np.array([1.5, 0.0, 1.0, 0.1], dtype=np.float32)
+    candidates = builder.candidates("cordless drill 20v", cosine, bm25, trigram, depth=3, limit=3)
+    assert candidates.indices.tolist() == [0, 2, 3]
+    assert candidates.features.shape == (3, len(FEATURES))
+    row = dict(zip(FEATURES, candidates.features[0]))
+    assert row["phrase_match"] == 1.0 and row["digits_match"] == 1.0 and row["coverage"] == 1.0
+    assert dict(zip(FEATURES, candidates.features[1]))["digits_match"] == 0.0
+
+
+def test_linear_ranker_learns_which_feature_predicts_relevance():
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(30):
+        features = rng.normal(size=(10, len(FEATURES))).astype(np.float32)
+        gains = (features[:, 3] > 0.5).astype(np.float32) * 2  # only "trigram" matters
+        examples.append((Candidates(np.arange(10), features), gains))
+    ranker = LinearRanker.fit(examples, epochs=200)
+    assert np.argmax(ranker.weights) == 3
+    restored = LinearRanker.from_dict(ranker.to_dict())
+    candidates = examples[0][0]
+    assert restored.order(candidates).tolist() == ranker.order(candidates).tolist()
+
+
+def test_ranker_refuses_weights_for_other_features():
+    data = LinearRanker(np.zeros(len(FEATURES)), np.zeros(len(FEATURES)), np.ones(len(FEATURES))).to_dict()
+    data["features"] = data["features"][:-1]
+    with pytest.raises(ValueError, match="retrain"):
+        LinearRanker.from_dict(data)

@@ -1,6 +1,192 @@
-from django.contrib import admin
+"""Admin for merchandisers and shop staff: versions, training runs with live progress,
+judgments and events. Every action enqueues Celery work and says so with ``message_user``."""
 
-from .models import Judgment, SearchEvent
+from django.contrib import admin, messages
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from .artifacts import ArtifactError, verify
+from .charts import bar_chart, line_chart
+from .conf import shopguide_settings
+from .models import Judgment, RecommenderModel, Rescore, SearchEvent, TrainingRun
+from .versions import active_model, previous_model
+
+
+def queue_rescore(model, activate):
+    """Check the version's files, then queue its rescore; ``ArtifactError`` if they changed."""
+    from .tasks import rescore
+
+    verify(model.folder, model.checksum)
+    rescore.apply_async(args=[model.pk, activate], queue=shopguide_settings.RESCORE_QUEUE)
+
+
+@admin.register(RecommenderModel)
+class RecommenderModelAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "is_active", "created_at", "products", "pairs", "ndcg_before", "ndcg_after"]
+    list_filter = ["status", "is_active"]
+    actions = ["activate_versions", "roll_back", "rescore_catalogue"]
+    change_list_template = "admin/shopguide/recommendermodel/change_list.html"
+    readonly_fields = [
+        "version", "status", "is_active", "activated_at", "created_at", "base_model", "artifact_path", "checksum",
+        "reranker_weight", "data_counts", "hyperparameters", "metrics_before", "metrics_after", "charts",
+    ]
+    exclude = ["heldout_queries", "loss_curve"]
+
+    def has_add_permission(self, request):
+        return False  # versions come from training runs
+
+    @admin.display(description="products")
+    def products(self, obj):
+        return obj.data_counts.get("products")
+
+    @admin.display(description="pairs")
+    def pairs(self, obj):
+        return obj.data_counts.get("pairs")
+
+    @admin.display(description="nDCG@10 before")
+    def ndcg_before(self, obj):
+        value = obj.ndcg("before", "hybrid")
+        return "–" if value is None else f"{value:.3f}"
+
+    @admin.display(description="nDCG@10 after")
+    def ndcg_after(self, obj):
+        value = obj.ndcg("after", "hybrid")
+        return "–" if value is None else f"{value:.3f}"
+
+    @admin.display(description="loss and quality")
+    def charts(self, obj):
+        curves = {name: values for name, values in obj.loss_curve.items() if isinstance(values, list) and values}
+        active = active_model()
+        bars = {"base model": obj.ndcg("before", "hybrid"), f"v{obj.version}": obj.ndcg("after", "hybrid")}
+        if active and active.pk != obj.pk and "active" in obj.metrics_before:
+            bars[f"v{active.version} (serving)"] = obj.metrics_before["active"]["ndcg@10"]
+        return mark_safe(
+            "<div class='shopguide-charts'>"
+            + "".join(line_chart(values, title=f"{name} loss") for name, values in curves.items())
+            + bar_chart({label: value for label, value in bars.items() if value is not None},
+                        title="held-out nDCG@10 (hybrid)")
+            + "</div>"
+        )
+
+    def get_urls(self):
+        return [
+            path("retrain/", self.admin_site.admin_view(self.retrain_view), name="shopguide_recommendermodel_retrain"),
+        ] + super().get_urls()
+
+    def retrain_view(self, request):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            return redirect("admin:index")
+        from .tasks import enqueue_training
+
+        if TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists():
+            self.message_user(request, "A training run is already queued or running; wait for it to finish.",
+                              messages.WARNING)
+        else:
+            try:
+                run = enqueue_training(user=request.user, activate=shopguide_settings.AUTO_ACTIVATE)
+            except Exception as exc:  # the broker cannot be reached
+                self.message_user(request, f"Training could not be queued: {exc}", messages.ERROR)
+                return redirect("admin:shopguide_recommendermodel_changelist")
+            url = reverse("admin:shopguide_trainingrun_change", args=[run.pk])
+            self.message_user(request, format_html('Training run <a href="{}">#{}</a> queued.', url, run.pk))
+            return redirect(url)
+        return redirect("admin:shopguide_recommendermodel_changelist")
+
+    def run_action(self, request, model, activate, done):
+        try:
+            queue_rescore(model, activate)
+        except ArtifactError as exc:
+            self.message_user(request, f"Version {model.version} cannot serve: {exc}", messages.ERROR)
+        except Exception as exc:
+            self.message_user(request, f"Could not queue the rescore: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, done)
+
+    @admin.action(description="Activate (rescore the catalogue with it, then serve it)", permissions=["change"])
+    def activate_versions(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
+            return
+        model = queryset.get()
+        self.run_action(request, model, True,
+                        f"Version {model.version} is being rescored; it serves as soon as its vectors are in.")
+
+    @admin.action(description="Roll back to the previous version", permissions=["change"])
+    def roll_back(self, request, queryset):
+        previous = previous_model()
+        if previous is None:
+            self.message_user(request, "There is no earlier active version to roll back to.", messages.WARNING)
+            return
+        self.run_action(request, previous, True, f"Rolling back to version {previous.version}.")
+
+    @admin.action(description="Rescore the catalogue with the active version", permissions=["change"])
+    def rescore_catalogue(self, request, queryset):
+        model = active_model()
+        if model is None:
+            self.message_user(request, "No version is active yet: activate one first.", messages.WARNING)
+            return
+        self.run_action(request, model, False, f"Rescoring the catalogue with version {model.version}.")
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "stage", "progress_bar", "started_by", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [
+        "status", "stage", "progress_bar", "options", "error", "model", "task_id", "worker", "started_by",
+        "created_at", "started_at", "heartbeat_at", "finished_at", "metrics", "loss_chart",
+    ]
+    exclude = ["loss_curve", "progress"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        return format_html(
+            '<div class="shopguide-progress" data-url="{}" data-status="{}">'
+            '<progress max="100" value="{}"></progress> <span>{}% {}</span></div>',
+            reverse("admin:shopguide_trainingrun_progress", args=[obj.pk]), obj.status,
+            obj.progress, f"{obj.progress:.0f}", obj.stage,
+        )
+
+    @admin.display(description="loss")
+    def loss_chart(self, obj):
+        curves = {name: values for name, values in obj.loss_curve.items() if values}
+        return mark_safe("".join(line_chart(values, title=name) for name, values in curves.items()) or "–")
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/progress/", self.admin_site.admin_view(self.progress_view),
+                 name="shopguide_trainingrun_progress"),
+        ] + super().get_urls()
+
+    def progress_view(self, request, pk):
+        if not self.has_view_permission(request):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        run = get_object_or_404(TrainingRun, pk=pk)
+        return JsonResponse({
+            "status": run.status, "stage": run.stage, "progress": run.progress, "error": run.error,
+            "version": run.model.version if run.model else None,
+        })
+
+    class Media:
+        js = ["shopguide/admin_progress.js"]
+
+
+@admin.register(Rescore)
+class RescoreAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "model", "status", "products", "chunks", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [field.name for field in Rescore._meta.fields] + ["done_chunks"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Judgment)

@@ -7,4 +7,12 @@ class ShopguideConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.core.exceptions import ImproperlyConfigured
+
         from . import checks  # noqa: F401  (registers the system checks)
+        from . import receivers
+
+        try:
+            receivers.connect()
+        except ImproperlyConfigured:
+            pass  # reported by the system checks (shopguide.E001)

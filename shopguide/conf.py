@@ -36,6 +36,11 @@ DEFAULTS = {
     # Celery queues: training can be routed to a GPU worker, rescoring spread over many.
     "TRAINING_QUEUE": "shopguide_training",
     "RESCORE_QUEUE": "shopguide_rescore",
+    # Re-encode a product in the background when it is saved or deleted.
+    "RESCORE_ON_SAVE": True,
+    # After training: "if_better" activates the new version when it beats the serving one
+    # on the same held-out queries, "always" or "never".
+    "AUTO_ACTIVATE": "if_better",
     # torch intra-op threads for training and encoding; None leaves torch's default.
     "TORCH_THREADS": None,
 }

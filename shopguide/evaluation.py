@@ -12,7 +12,6 @@ Strategies, each ranking all available products for each query:
 - ``hybrid_reranked``: ``hybrid`` with the active version's reranker blended in.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -26,9 +25,8 @@ from .importing import DatasetError, Problem, validate_judgments
 from .ml.encoder import Encoder, default_model_path
 from .ml.metrics import evaluate_run
 from .ml.pipeline import (
-    ENCODER_FOLDER, RANKER_FILE, RERANKER_FOLDER, CatalogueIndex, Retriever, load_product_vectors, texts_digest,
+    ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, Retriever, load_product_vectors, load_ranker, texts_digest,
 )
-from .ml.ranker import LinearRanker
 from .ml.reranker import CrossEncoder, rerank
 from .versions import active_model
 
@@ -135,9 +133,7 @@ def evaluate_strategies(qrels, k=10, progress=None):
     vectors = load_product_vectors(model.folder, keys, texts)
     if vectors is None:
         vectors = cached_vectors(tuned, keys, texts, lambda d, t: progress("encoding catalogue (active model)", d, t))
-    ranker_file = model.folder / RANKER_FILE
-    ranker = LinearRanker.from_dict(json.loads(ranker_file.read_text())) if ranker_file.is_file() else None
-    retriever = Retriever(tuned, catalogue, vectors, ranker)
+    retriever = Retriever(tuned, catalogue, vectors, load_ranker(model.folder))
     started = time.monotonic()
     dense, hybrid = retriever.rankings(queries)
     seconds = round(time.monotonic() - started, 2)

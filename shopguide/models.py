@@ -4,6 +4,7 @@ string), never by a foreign key, so shopguide works with any product model."""
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from .embeddings import EmbeddingField
@@ -134,6 +135,8 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(default=dict)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=255, blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="Celery worker that runs it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last progress report.")
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -176,6 +179,7 @@ class Rescore(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     activate = models.BooleanField(default=True, help_text="Make the version active when the vectors are in.")
     chunks = models.PositiveIntegerField(default=0)
+    done_chunks = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
     products = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

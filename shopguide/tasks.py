@@ -1,25 +1,82 @@
-"""Celery tasks. Each is safe to run twice for the same message (acks_late redelivery)."""
+"""Celery tasks: training, rescoring (chunked, shared by workers) and one-product refreshes.
 
-from celery import shared_task
+Every task acknowledges late, so a message whose worker dies is delivered again, and is safe
+to run twice: a run that is no longer queued, or a rescore that is no longer running, is left
+alone.
+"""
+
+import logging
+
+from celery import group, shared_task
+from celery.signals import worker_ready
+from django.db import OperationalError
 
 from .conf import shopguide_settings
-from .models import TrainingRun
-from .training import execute_run
+from .models import RecommenderModel, TrainingRun
+from .rescoring import encode_chunk, refresh_product, start_rescore
+from .training import TrainingError, execute_run, fail_abandoned_runs, is_better_than_active
+
+logger = logging.getLogger(__name__)
+
+TRAINING_TIME_LIMIT = 3 * 60 * 60
+CHUNK_TIME_LIMIT = 15 * 60
 
 
-@shared_task(name="shopguide.train", acks_late=True)
-def train(run_id):
-    """Train the version requested by ``TrainingRun`` ``run_id`` (queued runs only)."""
+@shared_task(name="shopguide.train", bind=True, acks_late=True, soft_time_limit=TRAINING_TIME_LIMIT,
+             time_limit=TRAINING_TIME_LIMIT + 60)
+def train(self, run_id, activate="if_better"):
+    """Train the version requested by queued ``TrainingRun`` ``run_id``; then, when it beats
+    the serving version on the same held-out queries (or ``activate`` is "always"), rescore
+    the catalogue with it and make it serve."""
     run = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).first()
-    if run is None:  # already taken by an earlier delivery of this message, or cancelled
+    if run is None:
         return None
-    return execute_run(run).pk
+    try:
+        model = execute_run(run, worker=self.request.hostname or "")
+    except TrainingError as exc:  # refused (another run is training): recorded on the run
+        logger.warning("Training run #%s refused: %s", run_id, exc)
+        return None
+    if activate == "always" or (activate == "if_better" and is_better_than_active(model)):
+        rescore.apply_async(args=[model.pk, True], queue=shopguide_settings.RESCORE_QUEUE)
+    return model.pk
 
 
-def enqueue_training(options=None, user=None):
+@shared_task(name="shopguide.rescore", acks_late=True)
+def rescore(model_id, activate=False):
+    """Encode the available catalogue with a version, in chunks spread over the workers."""
+    model = RecommenderModel.objects.get(pk=model_id)
+    job, chunks = start_rescore(model, activate)
+    group(rescore_chunk.s(job.pk, index, keys) for index, keys in enumerate(chunks)).apply_async(
+        queue=shopguide_settings.RESCORE_QUEUE
+    )
+    return job.pk
+
+
+@shared_task(name="shopguide.rescore_chunk", acks_late=True, autoretry_for=(OperationalError,),
+             retry_backoff=True, max_retries=3, soft_time_limit=CHUNK_TIME_LIMIT, time_limit=CHUNK_TIME_LIMIT + 60)
+def rescore_chunk(rescore_id, index, keys):
+    encode_chunk(rescore_id, index, keys)
+
+
+@shared_task(name="shopguide.refresh_product", acks_late=True, autoretry_for=(OperationalError,),
+             retry_backoff=True, max_retries=3)
+def refresh_product_task(key):
+    refresh_product(key)
+
+
+def enqueue_training(options=None, user=None, activate="if_better"):
     """Create a queued ``TrainingRun`` and send it to the training queue; return the run."""
     run = TrainingRun.objects.create(options=options or {}, started_by=user)
-    result = train.apply_async(args=[run.pk], queue=shopguide_settings.TRAINING_QUEUE)
+    result = train.apply_async(args=[run.pk, activate], queue=shopguide_settings.TRAINING_QUEUE)
     TrainingRun.objects.filter(pk=run.pk).update(task_id=result.id)
     run.task_id = result.id
     return run
+
+
+@worker_ready.connect
+def fail_runs_of_dead_workers(sender=None, **kwargs):
+    """A worker that starts again lost whatever it was training when it stopped."""
+    hostname = getattr(sender, "hostname", None)
+    failed = fail_abandoned_runs(worker=hostname)
+    if failed:
+        logger.warning("Marked %d training run(s) of a stopped worker as failed.", failed)

@@ -12,8 +12,10 @@ import logging
 import secrets
 import time
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
@@ -23,9 +25,13 @@ from .artifacts import artifacts_root, folder_checksum
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .evaluation import store_cached_vectors
-from .ml.encoder import default_model_path, set_torch_threads
-from .ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data, positive_threshold
-from .models import Judgment, RecommenderModel, SearchEvent, TrainingRun
+from .ml.encoder import Encoder, default_model_path, set_torch_threads
+from .ml.pipeline import (
+    ENCODER_FOLDER, Pipeline, PipelineConfig, RecommenderData, Retriever, cold_start_data, load_ranker,
+    positive_threshold,
+)
+from .models import Judgment, ProductVector, RecommenderModel, SearchEvent, TrainingRun
+from .versions import active_model
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ DEFAULT_HOLDOUT_SHARE = 0.1
 MAX_HELDOUT_QUERIES = 400
 MIN_HELDOUT_QUERIES = 10  # a small shop still holds out enough queries to measure on
 PROGRESS_WRITE_INTERVAL = 2.0  # seconds between progress writes to the database
+ABANDONED_AFTER = timedelta(minutes=10)  # a running run silent this long has lost its worker
 
 
 class TrainingError(Exception):
@@ -112,7 +119,8 @@ class RunProgress:
             self.last_write = now
             self.run.stage = stage
             self.run.progress = round(100.0 * done / max(total, 1), 1)
-            self.run.save(update_fields=["stage", "progress", "loss_curve"])
+            self.run.heartbeat_at = timezone.now()
+            self.run.save(update_fields=["stage", "progress", "loss_curve", "heartbeat_at"])
 
 
 def pipeline_config(options):
@@ -141,6 +149,9 @@ def train_version(options=None, run=None, echo=None):
     pipeline = Pipeline(data, folder, config, base_model=base_model, progress=RunProgress(run, echo))
     outcome = pipeline.run()
     store_cached_vectors(base_model, pipeline.keys, pipeline.texts, pipeline.base_vectors)
+    active = score_active_version(pipeline)
+    if active:
+        outcome.metrics_before["active"] = active
     with transaction.atomic():
         version = (RecommenderModel.objects.select_for_update().aggregate(top=Max("version"))["top"] or 0) + 1
         model = RecommenderModel.objects.create(
@@ -160,10 +171,10 @@ def train_version(options=None, run=None, echo=None):
     return model
 
 
-def execute_run(run, echo=None):
+def execute_run(run, echo=None, worker=""):
     """Run a queued ``TrainingRun`` to the end, recording success or the error."""
     try:
-        start_run(run)
+        start_run(run, worker)
         model = train_version(run.options, run=run, echo=echo)
     except Exception as exc:
         run.status, run.error, run.finished_at = TrainingRun.Status.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
@@ -176,11 +187,52 @@ def execute_run(run, echo=None):
     return model
 
 
-def start_run(run):
+def score_active_version(pipeline):
+    """The serving version's held-out metrics on the new run's report queries, from its serving
+    vectors; None when nothing serves yet."""
+    model = active_model()
+    if model is None:
+        return None
+    stored = dict(ProductVector.objects.values_list("product_key", "embedding").iterator(chunk_size=5000))
+    if not stored:
+        return None
+    dimensions = len(next(iter(stored.values())))
+    vectors = np.stack([stored.get(key, np.zeros(dimensions, dtype=np.float32)) for key in pipeline.keys])
+    retriever = Retriever(Encoder(model.folder / ENCODER_FOLDER), pipeline.catalogue, vectors, load_ranker(model.folder))
+    return {**pipeline.score(retriever)["hybrid"], "version": model.version}
+
+
+def is_better_than_active(model):
+    """True when ``model`` beats the serving version on the same held-out queries (or none serves)."""
+    active = model.metrics_before.get("active")
+    if active_model() is None:
+        return True
+    if not active:
+        return False
+    return model.ndcg("after", "hybrid") >= active["ndcg@10"]
+
+
+def start_run(run, worker=""):
     """Mark ``run`` running; refuse when another run is already running."""
+    fail_abandoned_runs()
     with transaction.atomic():
         busy = TrainingRun.objects.select_for_update().filter(status=TrainingRun.Status.RUNNING).exclude(pk=run.pk)
         if busy.exists():
             raise TrainingError(f"Training run #{busy.first().pk} is still running; wait for it to finish.")
-        run.status, run.started_at = TrainingRun.Status.RUNNING, timezone.now()
-        run.save(update_fields=["status", "started_at"])
+        run.status, run.started_at, run.heartbeat_at = TrainingRun.Status.RUNNING, timezone.now(), timezone.now()
+        run.worker = worker
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
+
+
+def fail_abandoned_runs(worker=None):
+    """Mark failed the runs whose worker died: those of ``worker`` (a worker that restarts has
+    lost whatever it ran) and any run silent for ``ABANDONED_AFTER``."""
+    silent = timezone.now() - ABANDONED_AFTER
+    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
+    lost = running.filter(heartbeat_at__lt=silent)
+    if worker:
+        lost = lost | running.filter(worker=worker)
+    return lost.update(
+        status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
+        error="The worker stopped during training (killed or restarted); the active version was not changed.",
+    )

@@ -32,15 +32,20 @@ def activate(model):
     return model
 
 
-def roll_back():
-    """Re-activate the version that was active before the current one; return it."""
+def previous_model():
+    """The version that was active before the current one, or None."""
     current = active_model()
-    previous = (
+    return (
         RecommenderModel.objects.filter(status=RecommenderModel.Status.READY, activated_at__isnull=False)
         .exclude(pk=getattr(current, "pk", None))
         .order_by("-activated_at")
         .first()
     )
+
+
+def roll_back():
+    """Re-activate the version that was active before the current one; return it."""
+    previous = previous_model()
     if previous is None:
         raise ActivationError("There is no earlier active version to roll back to.")
     return activate(previous)

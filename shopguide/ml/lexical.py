@@ -61,6 +61,15 @@ class BM25Index:
             return np.zeros(len(self.keys), dtype=np.float32)
         return np.asarray(self.weights[:, columns] @ self.idf[columns]).ravel()
 
+    def coverage(self, query):
+        """Share of the query's distinct terms that each document contains (numpy array)."""
+        terms = set(self.analyzer(query))
+        columns = [self.vocabulary[term] for term in terms if term in self.vocabulary]
+        if not columns:
+            return np.zeros(len(self.keys), dtype=np.float32)
+        present = np.asarray((self.weights[:, columns] > 0).sum(axis=1)).ravel()
+        return present.astype(np.float32) / len(terms)
+
     def search(self, query, limit=100):
         """Keys of the best ``limit`` documents that share a term with the query, best first."""
         scores = self.scores(query)

@@ -13,9 +13,10 @@ stores what comes out.
 
 import hashlib
 import json
+import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ class PipelineConfig:
     bi_encoder: BiEncoderConfig = field(default_factory=BiEncoderConfig)
     cross_encoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
     max_pairs: int = 12_000
+    min_retriever_steps: int = 30  # a small shop makes several passes over its few pairs
+    min_ranker_queries: int = 20  # fewer fit queries than this keep plain fusion
     positives_per_query: int = 4
     hard_negatives: int = 1
     hard_negative_depth: int = 30  # mine among the base model's top results
@@ -90,6 +93,12 @@ def load_product_vectors(folder, keys, texts):
     if stored.get("texts_sha256") != texts_digest(keys, texts):
         return None
     return np.load(folder / VECTORS_FILE)
+
+
+def load_ranker(folder):
+    """The learned fusion stored with a version, or None when it has none."""
+    path = Path(folder) / RANKER_FILE
+    return LinearRanker.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def positive_threshold(judgments):
@@ -150,8 +159,9 @@ class Retriever:
         out = {}
         for query, vector in zip(queries, self.encoder.encode_queries(queries)):
             cosine = self.vectors @ vector
+            trigram = self.catalogue.trigram
             out[query] = (self.catalogue.features.candidates(
-                query, cosine, self.catalogue.bm25.scores(query), self.catalogue.trigram.scores(query)), cosine)
+                query, cosine, self.catalogue.bm25.scores(query), trigram.scores(query), trigram.coverage(query)), cosine)
         return out
 
     def rankings(self, queries, ranker=None):
@@ -208,6 +218,8 @@ class Pipeline:
 
     def fit_ranker(self, retriever):
         """Fit the fusion on the fit queries; keep it only if it beats plain fusion on them."""
+        if len(self.fit_queries) < self.config.min_ranker_queries:
+            return None
         candidates = retriever.candidates(self.fit_queries)
         examples = [(c, np.array([self.data.judgments[q].get(self.keys[i], 0.0) for i in c.indices], dtype=np.float32))
                     for q, (c, _) in candidates.items()]
@@ -220,6 +232,12 @@ class Pipeline:
         fused = {q: [self.keys[i] for i in c.indices] for q, (c, _) in candidates.items()}
         k = f"ndcg@{self.config.k}"
         return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
+
+    def retriever_config(self, pairs):
+        """The bi-encoder settings, with enough epochs for ``min_retriever_steps`` steps."""
+        config = replace(self.config.bi_encoder, batch_size=max(2, min(self.config.bi_encoder.batch_size, pairs)))
+        steps_per_epoch = math.ceil(pairs / config.batch_size) if pairs else 1
+        return replace(config, epochs=max(config.epochs, math.ceil(self.config.min_retriever_steps / steps_per_epoch)))
 
     def build_pairs(self, retriever):
         """Training pairs: up to ``positives_per_query`` relevant products per query, each with
@@ -274,7 +292,7 @@ class Pipeline:
     def run(self):
         config = self.config
         encoder = Encoder(self.base_model)
-        catalogue = self.timed("lexical_index", CatalogueIndex, self.keys, self.texts)
+        catalogue = self.catalogue = self.timed("lexical_index", CatalogueIndex, self.keys, self.texts)
         self.base_vectors = self.timed("encode_base", self.encode_catalogue, encoder, "encoding catalogue (base model)")
         base = Retriever(encoder, catalogue, self.base_vectors)
         before = self.timed("evaluate_base", self.score, base)
@@ -282,8 +300,8 @@ class Pipeline:
         threshold = positive_threshold(self.data.judgments)
         relevant = {query: {key for key, grade in judged.items() if grade >= threshold}
                     for query, judged in self.data.judgments.items()}
-        self.timed("train_retriever", train_bi_encoder, encoder, pairs, self.data.texts, relevant, config.bi_encoder,
-                   self.recording("retriever"))
+        self.timed("train_retriever", train_bi_encoder, encoder, pairs, self.data.texts, relevant,
+                   self.retriever_config(len(pairs)), self.recording("retriever"))
         vectors = self.timed("encode_tuned", self.encode_catalogue, encoder, "encoding catalogue (fine-tuned)")
         tuned = Retriever(encoder, catalogue, vectors)
         tuned.ranker = self.timed("fit_ranker", self.fit_ranker, tuned)
@@ -305,7 +323,8 @@ class Pipeline:
             if reranker_weight > 0:
                 reranker.save(self.output_dir / RERANKER_FOLDER)
         np.save(self.output_dir / VECTORS_FILE, vectors)
-        (self.output_dir / KEYS_FILE).write_text(json.dumps({"keys": self.keys, "texts_sha256": texts_digest(self.keys, self.texts)}))
+        (self.output_dir / KEYS_FILE).write_text(json.dumps(
+            {"keys": self.keys, "texts": self.texts, "texts_sha256": texts_digest(self.keys, self.texts)}))
         outcome = TrainingOutcome(
             metrics_before=before, metrics_after=after, uses_ranker=tuned.ranker is not None,
             reranker_weight=reranker_weight,

@@ -19,6 +19,7 @@ DEPTH = 100  # results taken from each retriever
 CANDIDATES = 50  # candidates the fusion model orders
 RRF_WEIGHTS = (1.0, 2.0, 1.0)  # dense, stemmed BM25, trigram BM25
 RRF_K = 60
+TRIGRAM_MIN_COVERAGE = 0.5  # a typo keeps most of a word's trigrams; a stray shared one is noise
 FEATURES = (
     "cosine", "cosine_gap", "bm25", "trigram", "rrf", "fusion_rank", "coverage",
     "title_length", "query_length", "bm25_match", "digits_match", "phrase_match", "first_term_position",
@@ -59,7 +60,10 @@ class FeatureBuilder:
         self.terms = [self.analyzer(text) for text in texts]
         self.lowered = [text.lower() for text in texts]
 
-    def candidates(self, query, cosine, bm25, trigram, depth=DEPTH, limit=CANDIDATES):
+    def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES):
+        """Fused candidates with features; ``trigram_coverage`` is the share of the query's
+        trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits)."""
+        trigram = np.where(trigram_coverage >= TRIGRAM_MIN_COVERAGE, trigram, 0.0)
         lists = (top_indices(cosine, depth), top_indices(bm25, depth, True), top_indices(trigram, depth, True))
         fused = {}
         for ranking, weight in zip(lists, RRF_WEIGHTS):

@@ -29,3 +29,9 @@ def test_vector_index_returns_nearest_first():
     results = index.search(np.array([0.0, 1.0]), limit=2)
     assert [key for key, _ in results] == ["c", "b"]
     assert results[1][1] == np.float32(0.8)
+
+
+def test_coverage_is_the_share_of_query_terms_present():
+    index = BM25Index(TEXTS.keys(), TEXTS.values())
+    coverage = dict(zip(index.keys, index.coverage("cordless drills hose")))
+    assert coverage["drill"] == 2 / 3 and coverage["drills"] == 1 / 3 and coverage["saw"] == 0

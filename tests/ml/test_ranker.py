@@ -14,7 +14,8 @@ def test_candidates_fuse_the_three_retrievers_with_one_feature_row_each():
     cosine = np.array([0.9, 0.1, 0.5, 0.2], dtype=np.float32)
     bm25 = np.array([2.0, 0.0, 1.0, 0.0], dtype=np.float32)
     trigram = np.array([1.5, 0.0, 1.0, 0.1], dtype=np.float32)
-    candidates = builder.candidates("cordless drill 20v", cosine, bm25, trigram, depth=3, limit=3)
+    coverage = np.array([1.0, 0.0, 0.6, 0.1], dtype=np.float32)
+    candidates = builder.candidates("cordless drill 20v", cosine, bm25, trigram, coverage, depth=3, limit=3)
     assert candidates.indices.tolist() == [0, 2, 3]
     assert candidates.features.shape == (3, len(FEATURES))
     row = dict(zip(FEATURES, candidates.features[0]))

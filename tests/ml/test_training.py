@@ -41,7 +41,7 @@ def test_pipeline_trains_evaluates_and_stores_a_version(tmp_path):
     config = PipelineConfig(
         bi_encoder=BiEncoderConfig(epochs=2, batch_size=4),
         cross_encoder=CrossEncoderConfig(epochs=1, batch_size=8),
-        rerank_depth=4,
+        rerank_depth=4, min_retriever_steps=4,
     )
     stages = set()
     outcome = Pipeline(data, tmp_path / "v1", config, progress=lambda stage, *rest: stages.add(stage)).run()

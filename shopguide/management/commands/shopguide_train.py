@@ -6,7 +6,8 @@ from tqdm import tqdm
 from shopguide.models import TrainingRun
 from shopguide.tasks import enqueue_training
 from shopguide.training import TrainingError, execute_run
-from shopguide.versions import ActivationError, activate
+from shopguide.rescoring import RescoreError, rescore_now
+from shopguide.versions import ActivationError
 
 
 class ProgressBars:
@@ -19,7 +20,8 @@ class ProgressBars:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, file=self.stream, unit="step" if loss is not None else "item")
+            self.bar = tqdm(total=total, desc=stage, file=self.stream, unit="step" if loss is not None else "item",
+                            mininterval=0.2 if self.stream.isatty() else 15)
         self.bar.update(done - self.bar.n)
         if loss is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -39,7 +41,8 @@ class Command(BaseCommand):
         parser.add_argument("--reranker", action=argparse.BooleanOptionalAction, default=None,
                             help="train a cross-encoder reranker too (default: yes)")
         parser.add_argument("--holdout", type=float, default=0.1, help="share of queries held out for evaluation")
-        parser.add_argument("--activate", action="store_true", help="with --sync: activate the new version")
+        parser.add_argument("--activate", action="store_true",
+                            help="with --sync: rescore the catalogue with the new version and make it serve")
 
     def handle(self, *args, **options):
         if not 0 < options["holdout"] < 1:
@@ -66,11 +69,14 @@ class Command(BaseCommand):
             bars.close()
         self.stdout.write(self.summary(model))
         if options["activate"]:
+            bars = ProgressBars(self.stderr._out)
             try:
-                activate(model)
-            except ActivationError as exc:
+                rescore_now(model, activate=True, progress=bars)
+            except (RescoreError, ActivationError) as exc:
                 raise CommandError(str(exc)) from exc
-            self.stdout.write(self.style.SUCCESS(f"Version {model.version} is now active."))
+            finally:
+                bars.close()
+            self.stdout.write(self.style.SUCCESS(f"Version {model.version} is now active and serving."))
 
     def summary(self, model):
         lines = [f"Version {model.version} trained ({model.data_counts.get('pairs')} pairs, "

@@ -1,0 +1,40 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from shopguide.conf import shopguide_settings
+from shopguide.models import RecommenderModel
+from shopguide.rescoring import RescoreError, rescore_now
+from shopguide.tasks import rescore
+from shopguide.versions import ActivationError, active_model
+
+from .shopguide_train import ProgressBars
+
+
+class Command(BaseCommand):
+    help = "Encode every available product with a version and swap the serving vectors at once."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model-version", type=int, help="version number to use (default: the active one)")
+        parser.add_argument("--activate", action="store_true", help="make that version serve when done")
+        parser.add_argument("--sync", action="store_true", help="rescore here instead of on the Celery workers")
+
+    def handle(self, *args, **options):
+        if options["model_version"] is None:
+            model = active_model()
+            if model is None:
+                raise CommandError("No version is active: pass --version N (see the admin's list of versions).")
+        else:
+            model = RecommenderModel.objects.filter(version=options["model_version"]).first()
+            if model is None:
+                raise CommandError(f"There is no version {options['version']}.")
+        if not options["sync"]:
+            result = rescore.apply_async(args=[model.pk, options["activate"]], queue=shopguide_settings.RESCORE_QUEUE)
+            self.stdout.write(f"Rescore with version {model.version} queued (task {result.id}).")
+            return
+        bars = ProgressBars(self.stderr._out)
+        try:
+            job = rescore_now(model, activate=options["activate"], progress=bars)
+        except (RescoreError, ActivationError) as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            bars.close()
+        self.stdout.write(self.style.SUCCESS(f"{job.products} products rescored with version {model.version}."))

@@ -1,0 +1,168 @@
+"""Encode the catalogue with a version and swap the serving vectors in one transaction.
+
+A rescore splits the available products into chunks; each chunk (a Celery task, so several
+workers share the work) writes ``PendingVector`` rows. The chunk that completes the set swaps
+them into ``ProductVector`` (and activates the version when asked) in one transaction, so
+readers see either the old catalogue or the new one, never a mix. A failed or abandoned rescore
+leaves the serving vectors as they were. Products whose text is unchanged since training reuse
+the vectors the training run stored.
+"""
+
+import json
+import logging
+
+import numpy as np
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .artifacts import ArtifactError, verify
+from .catalog_source import get_catalog_source
+from .conf import shopguide_settings
+from .ml.encoder import Encoder, set_torch_threads
+from .ml.pipeline import ENCODER_FOLDER, KEYS_FILE, VECTORS_FILE
+from .models import PendingVector, ProductVector, Rescore
+from .signals import vectors_replaced
+from .versions import ActivationError, activate, active_model
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+_encoders = {}  # model pk -> Encoder, loaded once per worker process
+
+
+class RescoreError(Exception):
+    """A rescore that cannot start; the serving vectors are unchanged."""
+
+
+def encoder_for(model):
+    if model.pk not in _encoders:
+        set_torch_threads(shopguide_settings.TORCH_THREADS)
+        _encoders.clear()  # one version at a time is enough
+        _encoders[model.pk] = Encoder(model.folder / ENCODER_FOLDER)
+    return _encoders[model.pk]
+
+
+def stored_vectors(model):
+    """``{key: (text, vector)}`` that the training run stored with the version, if any."""
+    try:
+        stored = json.loads((model.folder / KEYS_FILE).read_text())
+        vectors = np.load(model.folder / VECTORS_FILE, mmap_mode="r")
+    except FileNotFoundError:
+        return {}
+    texts = stored.get("texts") or []
+    return {key: (text, vectors[row]) for row, (key, text) in enumerate(zip(stored["keys"], texts))}
+
+
+def start_rescore(model, activate=True):
+    """Create a ``Rescore`` of the available catalogue; return it and its chunks of keys."""
+    try:
+        verify(model.folder, model.checksum)
+    except ArtifactError as exc:
+        raise RescoreError(f"Version {model.version} cannot be used: {exc}") from exc
+    source = get_catalog_source()
+    keys = [source.key_for_pk(pk) for pk in source.available_products().order_by("pk").values_list("pk", flat=True)]
+    chunks = [keys[start:start + CHUNK_SIZE] for start in range(0, len(keys), CHUNK_SIZE)] or [[]]
+    rescore = Rescore.objects.create(model=model, activate=activate, chunks=len(chunks), products=len(keys))
+    return rescore, chunks
+
+
+def encode_chunk(rescore_id, index, keys):
+    """Write one chunk's vectors; swap them in if it is the last chunk. Safe to repeat."""
+    rescore = Rescore.objects.select_related("model").get(pk=rescore_id)
+    if rescore.status != Rescore.Status.RUNNING:
+        return
+    source = get_catalog_source()
+    pks = [source.model._meta.pk.to_python(key) for key in keys]
+    texts = dict(source.iter_texts(source.available_products().filter(pk__in=pks)))
+    stored = stored_vectors(rescore.model)
+    reusable = {key: stored[key][1] for key, text in texts.items() if key in stored and stored[key][0] == text}
+    missing = [key for key in texts if key not in reusable]
+    if missing:
+        vectors = encoder_for(rescore.model).encode([texts[key] for key in missing])
+        reusable.update(zip(missing, vectors))
+    with transaction.atomic():
+        PendingVector.objects.filter(rescore=rescore, chunk=index).delete()
+        PendingVector.objects.bulk_create(
+            PendingVector(rescore=rescore, chunk=index, product_key=key, text=texts[key], embedding=reusable[key])
+            for key in texts
+        )
+    if mark_chunk_done(rescore, index):
+        finish_rescore(rescore)
+
+
+def mark_chunk_done(rescore, index):
+    """Record chunk ``index`` as done; true when every chunk is."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE shopguide_rescore SET done_chunks = array_append(done_chunks, %s) "
+            "WHERE id = %s AND NOT (%s = ANY(done_chunks)) RETURNING cardinality(done_chunks), chunks",
+            [index, rescore.pk, index],
+        )
+        row = cursor.fetchone()
+    return row is not None and row[0] >= row[1]
+
+
+def finish_rescore(rescore):
+    """Swap the pending vectors in (and activate the version) in one transaction."""
+    try:
+        with transaction.atomic():
+            rescore = Rescore.objects.select_for_update().select_related("model").get(pk=rescore.pk)
+            if rescore.status != Rescore.Status.RUNNING:
+                return
+            if rescore.activate:
+                activate(rescore.model)
+            ProductVector.objects.all().delete()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO shopguide_productvector (product_key, model_id, text, embedding, updated_at) "
+                    "SELECT product_key, %s, text, embedding, now() FROM shopguide_pendingvector WHERE rescore_id = %s",
+                    [rescore.model_id, rescore.pk],
+                )
+            PendingVector.objects.filter(rescore=rescore).delete()
+            rescore.status, rescore.finished_at = Rescore.Status.SUCCEEDED, timezone.now()
+            rescore.save(update_fields=["status", "finished_at"])
+            transaction.on_commit(lambda: vectors_replaced.send(sender=Rescore, rescore=rescore))
+    except ActivationError as exc:
+        fail_rescore(rescore, str(exc))
+        raise
+
+
+def fail_rescore(rescore, error):
+    Rescore.objects.filter(pk=rescore.pk, status=Rescore.Status.RUNNING).update(
+        status=Rescore.Status.FAILED, error=error, finished_at=timezone.now()
+    )
+    PendingVector.objects.filter(rescore_id=rescore.pk).delete()
+
+
+def rescore_now(model, activate=True, progress=None):
+    """Rescore in this process (commands and tests); return the finished ``Rescore``."""
+    rescore, chunks = start_rescore(model, activate)
+    for index, keys in enumerate(chunks):
+        try:
+            encode_chunk(rescore.pk, index, keys)
+        except Exception as exc:
+            fail_rescore(rescore, f"{type(exc).__name__}: {exc}")
+            raise
+        if progress:
+            progress("rescoring catalogue", index + 1, len(chunks))
+    rescore.refresh_from_db()
+    return rescore
+
+
+def refresh_product(key):
+    """Re-encode one product with the active version, or drop it when it is gone or unavailable."""
+    model = active_model()
+    source = get_catalog_source()
+    try:
+        pk = source.model._meta.pk.to_python(key)
+    except Exception:
+        return
+    texts = dict(source.iter_texts(source.available_products().filter(pk=pk)))
+    if key not in texts or model is None:
+        ProductVector.objects.filter(product_key=key).delete()
+    else:
+        (vector,) = encoder_for(model).encode([texts[key]])
+        ProductVector.objects.update_or_create(
+            product_key=key, defaults={"model": model, "text": texts[key], "embedding": vector}
+        )
+    vectors_replaced.send(sender=ProductVector, rescore=None)

@@ -1,0 +1,28 @@
+// Refreshes training-run progress bars in the admin until the run has finished.
+(function () {
+  "use strict";
+  var FINISHED = ["succeeded", "failed"];
+
+  function follow(box) {
+    var bar = box.querySelector("progress");
+    var label = box.querySelector("span");
+    function poll() {
+      fetch(box.dataset.url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (response) { return response.json(); })
+        .then(function (run) {
+          bar.value = run.progress;
+          box.dataset.status = run.status;
+          label.textContent = Math.round(run.progress) + "% " + run.stage +
+            (run.status === "failed" ? " (failed: " + run.error + ")" : "") +
+            (run.status === "succeeded" ? " (version " + run.version + ")" : "");
+          if (FINISHED.indexOf(run.status) === -1) { setTimeout(poll, 2000); }
+        })
+        .catch(function () { setTimeout(poll, 5000); });
+    }
+    if (FINISHED.indexOf(box.dataset.status) === -1) { poll(); }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".shopguide-progress").forEach(follow);
+  });
+})();

@@ -1,0 +1,152 @@
+"""The Celery pipeline with a real worker process, a real broker (Redis) and real PostgreSQL:
+retrain from the admin, rescore, serve; a killed worker; a second request while one runs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from catalog.models import Product
+from config.celery import app as celery_app
+from shopguide.models import Judgment, ProductVector, RecommenderModel, TrainingRun
+from shopguide.services import recommend
+from shopguide.tasks import enqueue_training
+from shopguide.versions import active_model
+from tests.slang_shop import PRODUCTS, SLANG
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def database_url():
+    config = connection.settings_dict
+    host = config["HOST"] or "localhost"
+    if host.startswith("/"):
+        return f"postgresql://{config['USER']}:{config['PASSWORD']}@/{config['NAME']}?host={host}"
+    return f"postgresql://{config['USER']}:{config['PASSWORD']}@{host}:{config['PORT'] or 5432}/{config['NAME']}"
+
+
+class Worker:
+    """A `celery worker` process on the test database and the test's broker."""
+
+    def __init__(self, media_root, log_path):
+        self.env = dict(os.environ, DATABASE_URL=database_url(), CELERY_BROKER_URL=celery_app.conf.broker_url,
+                        MEDIA_ROOT=str(media_root), TORCH_THREADS="1", PYTHONUNBUFFERED="1")
+        self.log_path = log_path
+        self.process = None
+
+    def start(self):
+        self.log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "1",
+             "--hostname", "shopguide-test@%h", "--queues", "celery,shopguide_training,shopguide_rescore"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_until(lambda: "ready." in Path(self.log_path).read_text(), 120, "the worker to start", self)
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def wait_until(condition, timeout, what, worker=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    log = Path(worker.log_path).read_text()[-3000:] if worker else ""
+    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log}")
+
+
+@pytest.fixture
+def shop(settings, tmp_path, django_user_model):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    with celery_app.connection_for_write() as broker:  # messages left by earlier tests
+        for queue in ("celery", "shopguide_training", "shopguide_rescore"):
+            broker.default_channel.queue_purge(queue)
+    products = {pid: Product.objects.create(external_id=pid, title=title) for pid, title in PRODUCTS.items()}
+    for word, pid in SLANG.items():
+        Judgment.objects.create(query=word, product_key=str(products[pid].pk), grade=2)
+    Product.objects.create(external_id="gone", title="Garden hose reel, out of stock", in_stock=False)
+    staff = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
+    return products, staff
+
+
+@pytest.fixture
+def worker(shop, tmp_path, settings):
+    worker = Worker(settings.MEDIA_ROOT, tmp_path / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def staff_client(staff):
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def retrain(client):
+    return client.post(reverse("admin:shopguide_recommendermodel_retrain"), follow=True)
+
+
+def test_retrain_from_the_admin_trains_rescores_and_serves(shop, worker):
+    products, staff = shop
+    before = [rec.product.external_id for rec in recommend("zorblax", limit=3)]  # lexical: knows no slang
+    assert before == []
+
+    response = retrain(staff_client(staff))
+    assert response.status_code == 200
+    run = TrainingRun.objects.get()
+    assert f"Training run #{run.pk}" in response.text and run.started_by == staff
+
+    wait_until(lambda: TrainingRun.objects.get().status in ("succeeded", "failed"), 300, "training", worker)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.worker.startswith("shopguide-test@") and run.loss_curve["training retriever"]
+    wait_until(lambda: active_model() is not None, 120, "the new version to serve", worker)
+
+    model = RecommenderModel.objects.get()
+    assert model.is_active and run.model == model
+    available = {str(product.pk) for product in products.values()}
+    assert set(ProductVector.objects.values_list("product_key", flat=True)) == available
+    trained = [word for word in SLANG if word not in model.heldout_queries]
+    first = {word: recommend(word, limit=3)[0].product.external_id for word in trained}
+    hits = sum(first[word] == SLANG[word] for word in trained)
+    assert hits >= len(trained) - 1, first  # before training: nothing at all
+
+
+def test_a_killed_worker_leaves_the_run_failed_and_nothing_changed(shop, worker):
+    enqueue_training({"epochs": 200})  # long enough to be killed while it trains
+    wait_until(lambda: TrainingRun.objects.get().stage == "training retriever", 240, "training to start", worker)
+    worker.kill()
+    worker.start()  # a restarted worker marks what it was running as failed
+    wait_until(lambda: TrainingRun.objects.get().status == "failed", 60, "the run to be marked failed", worker)
+    assert "worker stopped" in TrainingRun.objects.get().error
+    assert not RecommenderModel.objects.exists() and active_model() is None
+
+
+def test_a_second_retrain_is_refused_while_one_runs(shop):
+    _, staff = shop
+    client = staff_client(staff)
+    retrain(client)
+    response = retrain(client)
+    assert "already queued or running" in response.text
+    assert TrainingRun.objects.count() == 1

@@ -1,9 +1,11 @@
 """Admin for merchandisers and shop staff: versions, training runs with live progress,
 judgments and events. Every action enqueues Celery work and says so with ``message_user``."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -11,6 +13,7 @@ from django.utils.safestring import mark_safe
 from .artifacts import ArtifactError, verify
 from .charts import bar_chart, line_chart
 from .conf import shopguide_settings
+from .importing import DatasetError, import_judgments
 from .models import Judgment, RecommenderModel, Rescore, SearchEvent, TrainingRun
 from .versions import active_model, previous_model
 
@@ -94,7 +97,8 @@ class RecommenderModelAdmin(admin.ModelAdmin):
                 return redirect("admin:shopguide_recommendermodel_changelist")
             url = reverse("admin:shopguide_trainingrun_change", args=[run.pk])
             self.message_user(request, format_html('Training run <a href="{}">#{}</a> queued.', url, run.pk))
-            return redirect(url)
+            if request.user.has_perm("shopguide.view_trainingrun"):
+                return redirect(url)
         return redirect("admin:shopguide_recommendermodel_changelist")
 
     def run_action(self, request, model, activate, done):
@@ -189,11 +193,50 @@ class RescoreAdmin(admin.ModelAdmin):
         return False
 
 
+class JudgmentUploadForm(forms.Form):
+    file = forms.FileField(
+        label="Judgments CSV",
+        help_text="Columns query, product_id, grade and optionally split; UTF-8. "
+                  "Products are named by their id in your shop. All rows are stored, or none.",
+    )
+
+
 @admin.register(Judgment)
 class JudgmentAdmin(admin.ModelAdmin):
     list_display = ["query", "product_key", "grade", "source", "split", "updated_at"]
     list_filter = ["source", "split"]
     search_fields = ["query_norm", "product_key"]
+    fields = ["query", "product_key", "grade", "split"]
+    change_list_template = "admin/shopguide/judgment/change_list.html"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.source = Judgment.Source.MANUAL
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        return [
+            path("upload/", self.admin_site.admin_view(self.upload_view), name="shopguide_judgment_upload"),
+        ] + super().get_urls()
+
+    def upload_view(self, request):
+        if not self.has_add_permission(request):
+            return redirect("admin:index")
+        form = JudgmentUploadForm(request.POST or None, request.FILES or None)
+        problems = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                count = import_judgments(form.cleaned_data["file"])
+            except DatasetError as exc:
+                problems = [str(problem) for problem in exc.problems[:50]]
+                self.message_user(request, f"Nothing was imported: {len(exc.problems)} problem(s) found.",
+                                  messages.ERROR)
+            else:
+                self.message_user(request, f"{count} judgments imported.")
+                return redirect("admin:shopguide_judgment_changelist")
+        context = {**self.admin_site.each_context(request), "form": form, "problems": problems,
+                   "opts": self.model._meta, "title": "Import judgments"}
+        return TemplateResponse(request, "admin/shopguide/judgment/upload.html", context)
 
 
 @admin.register(SearchEvent)

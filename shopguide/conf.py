@@ -41,6 +41,8 @@ DEFAULTS = {
     # After training: "if_better" activates the new version when it beats the serving one
     # on the same held-out queries, "always" or "never".
     "AUTO_ACTIVATE": "if_better",
+    # Hours between scheduled retrainings by Celery beat; None: no schedule.
+    "RETRAIN_EVERY_HOURS": None,
     # torch intra-op threads for training and encoding; None leaves torch's default.
     "TORCH_THREADS": None,
 }

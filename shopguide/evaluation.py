@@ -21,7 +21,7 @@ from django.db import connection
 
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
-from .importing import DatasetError, Problem, validate_judgments
+from .importing import DatasetError, Problem, resolve_judgments
 from .ml.encoder import Encoder, default_model_path
 from .ml.metrics import evaluate_run
 from .ml.pipeline import (
@@ -44,13 +44,7 @@ def read_judgments(path, split=None):
     path = Path(path)
     if not path.is_file():
         raise DatasetError([Problem(str(path), None, "no such file")])
-    table, rows = validate_judgments(path)
-    keys = get_catalog_source().keys_for_external_ids({row["product_id"] for row in rows})
-    for row in rows:
-        if row["product_id"] not in keys:
-            table.problem(row["line"], f"unknown product {row['product_id']!r}", "product_id")
-    if table.problems:
-        raise DatasetError(table.problems)
+    rows, keys = resolve_judgments(path)
     qrels = {}
     for row in rows:
         if split is None or row["split"] == split:

@@ -10,7 +10,11 @@ import io
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
+from django.db import transaction
+
+from .catalog_source import get_catalog_source
 from .ml.text import normalize_query
 from .models import Judgment, SearchEvent
 
@@ -55,10 +59,16 @@ class CsvFile:
         self.problems.append(Problem(self.name, line, message, column))
 
 
-def read_csv(path, required, optional=()):
-    """Read ``path`` strictly: UTF-8, the required columns present, every row complete."""
-    table = CsvFile(path.name)
-    data = path.read_bytes()
+def read_csv(source, required, optional=()):
+    """Read a CSV strictly: UTF-8, the required columns present, every row complete.
+
+    ``source`` is a path or an uploaded file (anything with ``name`` and ``read()``).
+    """
+    if isinstance(source, (str, Path)):
+        name, data = Path(source).name, Path(source).read_bytes()
+    else:
+        name, data = Path(source.name).name, source.read()
+    table = CsvFile(name)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -227,3 +237,24 @@ def store_events(events, keys, progress=None):
         if progress:
             progress("events", min(done * BATCH_SIZE, len(events)), len(events))
     return SearchEvent.objects.count() - before
+
+
+def resolve_judgments(source):
+    """Validated judgment rows of a file whose product ids name products of the catalogue,
+    and ``{product id: key}``; ``DatasetError`` lists every problem with its line."""
+    table, rows = validate_judgments(source)
+    keys = get_catalog_source().keys_for_external_ids({row["product_id"] for row in rows})
+    for row in rows:
+        if row["product_id"] not in keys:
+            table.problem(row["line"], f"unknown product {row['product_id']!r}", "product_id")
+    if table.problems:
+        raise DatasetError(table.problems)
+    return rows, keys
+
+
+def import_judgments(source):
+    """Store the judgments of a file (all or none); return how many were stored."""
+    rows, keys = resolve_judgments(source)
+    with transaction.atomic():
+        store_judgments(rows, keys)
+    return len(rows)

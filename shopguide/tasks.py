@@ -64,6 +64,22 @@ def refresh_product_task(key):
     refresh_product(key)
 
 
+@shared_task(name="shopguide.scheduled_train")
+def scheduled_train():
+    """Celery beat's retraining: queued unless a run is already queued or running."""
+    if TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists():
+        return None
+    return enqueue_training(activate=shopguide_settings.AUTO_ACTIVATE).pk
+
+
+def beat_schedule():
+    """The Celery beat entries shopguide wants (none unless RETRAIN_EVERY_HOURS is set)."""
+    hours = shopguide_settings.RETRAIN_EVERY_HOURS
+    if not hours:
+        return {}
+    return {"shopguide-retrain": {"task": "shopguide.scheduled_train", "schedule": float(hours) * 3600}}
+
+
 def enqueue_training(options=None, user=None, activate="if_better"):
     """Create a queued ``TrainingRun`` and send it to the training queue; return the run."""
     run = TrainingRun.objects.create(options=options or {}, started_by=user)

@@ -161,3 +161,14 @@ def test_evaluate_rejects_unknown_products_with_line_numbers(shop, tmp_path):
     judgments = write_judgments(tmp_path / "judgments.csv", [("zorblax", "p1", 2), ("quimbo", "nope", 1)])
     with pytest.raises(CommandError, match=r"judgments.csv:3: product_id: unknown product 'nope'"):
         call_command("shopguide_evaluate", "--judgments", str(judgments))
+
+
+def test_scheduled_retraining_is_off_by_default_and_skips_busy_times(shop, settings, eager_celery):
+    from shopguide.tasks import beat_schedule, scheduled_train
+
+    assert beat_schedule() == {}
+    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "RETRAIN_EVERY_HOURS": 6}
+    assert beat_schedule() == {"shopguide-retrain": {"task": "shopguide.scheduled_train", "schedule": 21600.0}}
+    TrainingRun.objects.create(status="running")
+    assert scheduled_train() is None
+    assert TrainingRun.objects.count() == 1

@@ -115,7 +115,7 @@ def test_retrain_from_the_admin_trains_rescores_and_serves(shop, worker):
     response = retrain(staff_client(staff))
     assert response.status_code == 200
     run = TrainingRun.objects.get()
-    assert f"Training run #{run.pk}" in response.text and run.started_by == staff
+    assert f">#{run.pk}</a> queued." in response.text and run.started_by == staff
 
     wait_until(lambda: TrainingRun.objects.get().status in ("succeeded", "failed"), 300, "training", worker)
     run.refresh_from_db()
@@ -131,6 +131,14 @@ def test_retrain_from_the_admin_trains_rescores_and_serves(shop, worker):
     first = {word: recommend(word, limit=3)[0].product.external_id for word in trained}
     hits = sum(first[word] == SLANG[word] for word in trained)
     assert hits >= len(trained) - 1, first  # before training: nothing at all
+
+    # Saving or deleting a product refreshes just that product's vector, after the commit.
+    new = Product.objects.create(external_id="p9", title="Folding camping chair with cup holder")
+    wait_until(lambda: ProductVector.objects.filter(product_key=str(new.pk)).exists(), 60, "the new product", worker)
+    products["p2"].delete()
+    wait_until(lambda: not ProductVector.objects.filter(product_key=str(products["p2"].pk)).exists(), 60,
+               "the deleted product to go", worker)
+    assert ProductVector.objects.count() == len(PRODUCTS)
 
 
 def test_a_killed_worker_leaves_the_run_failed_and_nothing_changed(shop, worker):

@@ -3,7 +3,7 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from shopguide.models import TrainingRun
+from shopguide.models import RecommenderModel, TrainingRun
 from shopguide.tasks import enqueue_training
 from shopguide.training import TrainingError, execute_run
 from shopguide.rescoring import RescoreError, rescore_now
@@ -41,6 +41,8 @@ class Command(BaseCommand):
         parser.add_argument("--reranker", action=argparse.BooleanOptionalAction, default=None,
                             help="train a cross-encoder reranker too (default: yes)")
         parser.add_argument("--holdout", type=float, default=0.1, help="share of queries held out for evaluation")
+        parser.add_argument("--unless-trained", action="store_true",
+                            help="do nothing when a version already exists (the demo's first run)")
         parser.add_argument("--activate", action="store_true",
                             help="with --sync: rescore the catalogue with the new version and make it serve")
 
@@ -50,6 +52,9 @@ class Command(BaseCommand):
         for name in ("epochs", "max_pairs"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        if options["unless_trained"] and RecommenderModel.objects.exists():
+            self.stdout.write("A trained version exists; nothing to do.")
+            return
         run_options = {"holdout_share": options["holdout"]}
         run_options.update({name: options[name] for name in ("epochs", "max_pairs", "reranker") if options[name] is not None})
         if not options["sync"]:

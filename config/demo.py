@@ -60,11 +60,11 @@ def main(argv=None):
         subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
              "--concurrency", "1", "--queues", "celery,shopguide_training,shopguide_rescore"],
-            cwd=ROOT, env=env,
+            cwd=ROOT, env=env, start_new_session=True,
         ),
         subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"],
-            cwd=ROOT, env=env,
+            cwd=ROOT, env=env, start_new_session=True,
         ),
     ]
     # A fresh demo learns from its catalogue right away: the admin shows the run's progress.
@@ -88,14 +88,17 @@ def main(argv=None):
         status = 1
     except KeyboardInterrupt:
         status = 0
+    # Each child leads its own process group, so stopping it stops its helpers too (the
+    # worker's pool processes); a worker still busy after 20 s is killed.
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     print("shopguide demo stopped.", flush=True)
     return status
 

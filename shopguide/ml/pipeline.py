@@ -164,9 +164,9 @@ class Retriever:
                 query, cosine, self.catalogue.bm25.scores(query), trigram.scores(query), trigram.coverage(query)), cosine)
         return out
 
-    def rankings(self, queries, ranker=None):
-        """``(dense, hybrid)`` rankings of keys for each query."""
-        ranker = ranker or self.ranker
+    def rankings(self, queries, fused_only=False):
+        """``(dense, hybrid)`` rankings of keys for each query; ``fused_only`` ignores the ranker."""
+        ranker = None if fused_only else self.ranker
         keys, dense, hybrid = self.catalogue.keys, {}, {}
         for query, (candidates, cosine) in self.candidates(queries).items():
             dense[query] = [keys[i] for i in top_indices(cosine, DEPTH)]
@@ -211,9 +211,9 @@ class Pipeline:
     def encode_catalogue(self, encoder, stage):
         return encoder.encode(self.texts, progress=lambda done, total: self.progress(stage, done, total))
 
-    def score(self, retriever, ranker=None):
+    def score(self, retriever, fused_only=False):
         qrels = self.qrels(self.report_queries)
-        dense, hybrid = retriever.rankings(list(qrels), ranker)
+        dense, hybrid = retriever.rankings(list(qrels), fused_only)
         return {"dense": evaluate_run(dense, qrels, self.config.k), "hybrid": evaluate_run(hybrid, qrels, self.config.k)}
 
     def fit_ranker(self, retriever):
@@ -306,7 +306,7 @@ class Pipeline:
         tuned = Retriever(encoder, catalogue, vectors)
         tuned.ranker = self.timed("fit_ranker", self.fit_ranker, tuned)
         after = self.timed("evaluate_tuned", self.score, tuned)
-        after["fusion_only"] = self.score(tuned, ranker=None)["hybrid"] if tuned.ranker else after["hybrid"]
+        after["fusion_only"] = self.score(tuned, fused_only=True)["hybrid"] if tuned.ranker else after["hybrid"]
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         encoder.save(self.output_dir / ENCODER_FOLDER)

@@ -89,13 +89,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         status = 0
     # Each child leads its own process group, so stopping it stops its helpers too (the
-    # worker's pool processes); a worker still busy after 20 s is killed.
+    # worker's pool processes); a worker still busy after 10 s is killed.
     for process in processes:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

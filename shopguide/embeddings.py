@@ -69,4 +69,8 @@ class EmbeddingField(models.Field):
     def from_db_value(self, value, expression, connection):
         if value is None:
             return None
+        if hasattr(value, "to_numpy"):  # pgvector's Vector
+            value = value.to_numpy()
+        elif isinstance(value, str):  # "[0.1,0.2,...]" from a connection without the adapter
+            value = np.array(value.strip("[]").split(","), dtype=np.float32)
         return np.asarray(value, dtype=np.float32)

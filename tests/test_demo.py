@@ -86,7 +86,7 @@ def test_demo_serves_the_shop_and_admin_and_stops_on_ctrl_c(tmp_path):
         wait_for_line(lines, "ready.", demo)  # the Celery worker is up
     finally:
         os.killpg(demo.pid, signal.SIGINT)
-        demo.wait(timeout=60)
+        demo.wait(timeout=120)
         reader.join(timeout=10)
     output = "".join(lines)
     assert demo.returncode == 0, output

@@ -135,8 +135,9 @@ def test_retrain_from_the_admin_trains_rescores_and_serves(shop, worker):
     # Saving or deleting a product refreshes just that product's vector, after the commit.
     new = Product.objects.create(external_id="p9", title="Folding camping chair with cup holder")
     wait_until(lambda: ProductVector.objects.filter(product_key=str(new.pk)).exists(), 60, "the new product", worker)
+    deleted_key = str(products["p2"].pk)
     products["p2"].delete()
-    wait_until(lambda: not ProductVector.objects.filter(product_key=str(products["p2"].pk)).exists(), 60,
+    wait_until(lambda: not ProductVector.objects.filter(product_key=deleted_key).exists(), 60,
                "the deleted product to go", worker)
     assert ProductVector.objects.count() == len(PRODUCTS)
 

@@ -14,6 +14,7 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,9 +86,15 @@ def test_demo_serves_the_shop_and_admin_and_stops_on_ctrl_c(tmp_path):
         assert product["title"].replace("&", "&amp;") in changelist
         wait_for_line(lines, "ready.", demo)  # the Celery worker is up
     finally:
-        os.killpg(demo.pid, signal.SIGINT)
-        demo.wait(timeout=120)
-        reader.join(timeout=10)
+        family = psutil.Process(demo.pid).children(recursive=True)
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            demo.wait(timeout=120)
+        finally:
+            for process in family:  # whatever the outcome, leave nothing running
+                if process.is_running():
+                    process.kill()
+            reader.join(timeout=10)
     output = "".join(lines)
     assert demo.returncode == 0, output
     assert "shopguide demo stopped." in output

@@ -30,7 +30,7 @@ STRATEGY_NAMES = {
     "bm25": "BM25, stemmed",
     "zero_shot": "all-MiniLM-L6-v2 zero-shot",
     "fine_tuned": "shopguide fine-tuned bi-encoder",
-    "hybrid": "shopguide hybrid (fine-tuned + BM25, RRF)",
+    "hybrid": "shopguide hybrid (fine-tuned + BM25 + trigram BM25, learned fusion)",
     "hybrid_reranked": "shopguide hybrid + reranker",
 }
 README_START, README_END = "<!-- quality:start -->", "<!-- quality:end -->"

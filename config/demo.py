@@ -36,6 +36,20 @@ def create_admin(env):
     manage("shell", "-c", script, env=env)
 
 
+def stop_all(processes):
+    """Each child leads its own process group, so stopping it stops its helpers too (the
+    worker's pool processes); one still busy after 10 s is killed."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="a dataset folder to load after the demo catalogue")
@@ -56,49 +70,38 @@ def main(argv=None):
         manage("load_catalog", args.data, env=env)
     create_admin(env)
 
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-             "--concurrency", "1", "--queues", "celery,shopguide_training,shopguide_rescore"],
-            cwd=ROOT, env=env, start_new_session=True,
-        ),
-        subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"],
-            cwd=ROOT, env=env, start_new_session=True,
-        ),
-    ]
-    # A fresh demo learns from its catalogue right away: the admin shows the run's progress.
-    manage("shopguide_train", "--unless-trained", env=env)
-    print(
-        f"\nshopguide demo running:\n"
-        f"  shop   http://{args.host}:{args.port}/\n"
-        f"  admin  http://{args.host}:{args.port}/admin/  (user {ADMIN_USER}, password {ADMIN_PASSWORD})\n"
-        "Press Ctrl-C to stop.\n",
-        flush=True,
-    )
-
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    processes = []
     try:
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+             "--concurrency", "1", "--queues", "celery,shopguide_training,shopguide_rescore"],
+            cwd=ROOT, env=env, start_new_session=True,
+        ))
+        processes.append(subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"],
+            cwd=ROOT, env=env, start_new_session=True,
+        ))
+        # A fresh demo learns from its catalogue right away: the admin shows the run's progress.
+        manage("shopguide_train", "--unless-trained", env=env)
+        print(
+            f"\nshopguide demo running:\n"
+            f"  shop   http://{args.host}:{args.port}/\n"
+            f"  admin  http://{args.host}:{args.port}/admin/  (user {ADMIN_USER}, password {ADMIN_PASSWORD})\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
         print("A demo process exited; stopping the others.", file=sys.stderr)
         status = 1
     except KeyboardInterrupt:
         status = 0
-    # Each child leads its own process group, so stopping it stops its helpers too (the
-    # worker's pool processes); a worker still busy after 10 s is killed.
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    finally:
+        stop_all(processes)
     print("shopguide demo stopped.", flush=True)
     return status
 

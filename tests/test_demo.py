@@ -85,6 +85,7 @@ def test_demo_serves_the_shop_and_admin_and_stops_on_ctrl_c(tmp_path):
         assert "Select product to change" in changelist
         assert product["title"].replace("&", "&amp;") in changelist
         wait_for_line(lines, "ready.", demo)  # the Celery worker is up
+        wait_for_line(lines, "shopguide demo running", demo)  # the first training is queued
     finally:
         family = psutil.Process(demo.pid).children(recursive=True)
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C

@@ -73,6 +73,8 @@ def main(argv=None):
     def stop(signum, frame):
         raise KeyboardInterrupt
 
+    # Ctrl-C and SIGTERM stop the demo even when started by a parent that ignores them.
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     processes = []
     try:

@@ -142,7 +142,7 @@ def evaluate_strategies(qrels, k=10, progress=None):
     depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", RERANK_DEPTH)
     text_of = dict(zip(keys, texts))
 
-    def rerank():
+    def reranked_rankings():
         reranked = {}
         for done, query in enumerate(queries, start=1):
             hybrid = rankings["hybrid"][query]
@@ -151,6 +151,6 @@ def evaluate_strategies(qrels, k=10, progress=None):
             progress("reranking", done, len(queries))
         return reranked
 
-    measure("hybrid_reranked", rerank)
+    measure("hybrid_reranked", reranked_rankings)
     results["hybrid_reranked"]["seconds"] += results["hybrid"]["seconds"]
     return results

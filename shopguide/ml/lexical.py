@@ -1,6 +1,5 @@
 """BM25 over product texts, with English stemming: the lexical side of hybrid retrieval."""
 
-import math
 import re
 
 import numpy as np

@@ -15,6 +15,7 @@ from .charts import bar_chart, line_chart
 from .conf import shopguide_settings
 from .importing import DatasetError, import_judgments
 from .models import Judgment, RecommenderModel, Rescore, SearchEvent, TrainingRun
+from .training import training_in_progress
 from .versions import active_model, previous_model
 
 
@@ -86,7 +87,7 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             return redirect("admin:index")
         from .tasks import enqueue_training
 
-        if TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists():
+        if training_in_progress():
             self.message_user(request, "A training run is already queued or running; wait for it to finish.",
                               messages.WARNING)
         else:

@@ -14,7 +14,7 @@ from django.db import OperationalError
 from .conf import shopguide_settings
 from .models import RecommenderModel, TrainingRun
 from .rescoring import encode_chunk, refresh_product, start_rescore
-from .training import TrainingError, execute_run, fail_abandoned_runs, is_better_than_active
+from .training import TrainingError, execute_run, fail_abandoned_runs, is_better_than_active, training_in_progress
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def refresh_product_task(key):
 @shared_task(name="shopguide.scheduled_train")
 def scheduled_train():
     """Celery beat's retraining: queued unless a run is already queued or running."""
-    if TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists():
+    if training_in_progress():
         return None
     return enqueue_training(activate=shopguide_settings.AUTO_ACTIVATE).pk
 

@@ -212,6 +212,11 @@ def is_better_than_active(model):
     return model.ndcg("after", "hybrid") >= active["ndcg@10"]
 
 
+def training_in_progress():
+    """Whether a training run is queued or running (a new request should wait)."""
+    return TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists()
+
+
 def start_run(run, worker=""):
     """Mark ``run`` running; refuse when another run is already running."""
     fail_abandoned_runs()

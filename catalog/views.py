@@ -2,12 +2,13 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 
+from shopguide.services import LAST_QUERY_SESSION_KEY, remember_search
+
 from .models import Category, Product, SearchLog
 from .search import search_products
 
 PAGE_SIZE = 24
 MAX_QUERY_LENGTH = 256
-LAST_QUERY_SESSION_KEY = "catalog_last_query"
 
 
 def visible_products():
@@ -33,7 +34,7 @@ def search(request):
             SearchLog.objects.create(
                 query=query, session_key=request.session.session_key, result_count=page.paginator.count
             )
-        request.session[LAST_QUERY_SESSION_KEY] = query
+        remember_search(request, query)
     return render(request, "catalog/search.html", {
         "query": query, "page": page, "all_words_matched": all_words_matched,
     })
@@ -48,4 +49,5 @@ def category(request, slug):
 def product_detail(request, pk):
     product = get_object_or_404(visible_products(), pk=pk)
     query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH] or request.session.get(LAST_QUERY_SESSION_KEY, "")
+    remember_search(request, query)
     return render(request, "catalog/product_detail.html", {"product": product, "query": query})

@@ -43,6 +43,8 @@ DEFAULTS = {
     "AUTO_ACTIVATE": "if_better",
     # Hours between scheduled retrainings by Celery beat; None: no schedule.
     "RETRAIN_EVERY_HOURS": None,
+    # Most events one client may post to the API (DRF rate: "120/min", "10/s"); None: no limit.
+    "EVENTS_RATE": "120/min",
     # torch intra-op threads for training and encoding; None leaves torch's default.
     "TORCH_THREADS": None,
 }

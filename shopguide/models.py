@@ -6,6 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils import timezone
 
 from .embeddings import EmbeddingField
 from .ml.text import normalize_query
@@ -160,10 +161,32 @@ class ProductVector(models.Model):
     model = models.ForeignKey(RecommenderModel, on_delete=models.CASCADE, related_name="+")
     text = models.TextField()
     embedding = EmbeddingField(dimensions=384)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     def __str__(self):
         return f"vector of {self.product_key} (v{self.model.version})"
+
+
+class ServingState(models.Model):
+    """One row of counters that tell serving processes what changed: ``epoch`` when a whole
+    set of vectors was swapped in or a version activated, ``changes`` on every change at all.
+    Cached recommendations are keyed by both, so any change retires them."""
+
+    epoch = models.PositiveBigIntegerField(default=0)
+    changes = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"serving epoch {self.epoch}, change {self.changes}"
+
+    @classmethod
+    def bump(cls, epoch=False):
+        """Count a change (and a new epoch when ``epoch``); call inside the changing transaction."""
+        counters = {"changes": models.F("changes") + 1, "updated_at": timezone.now()}
+        if epoch:
+            counters["epoch"] = models.F("epoch") + 1
+        if not cls.objects.filter(pk=1).update(**counters):
+            cls.objects.get_or_create(pk=1, defaults={"epoch": 1, "changes": 1})
 
 
 class Rescore(models.Model):

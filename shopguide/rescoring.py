@@ -20,7 +20,7 @@ from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .ml.encoder import Encoder, set_torch_threads
 from .ml.pipeline import ENCODER_FOLDER, KEYS_FILE, VECTORS_FILE
-from .models import PendingVector, ProductVector, Rescore
+from .models import PendingVector, ProductVector, Rescore, ServingState
 from .signals import vectors_replaced
 from .versions import ActivationError, activate, active_model
 
@@ -119,6 +119,7 @@ def finish_rescore(rescore):
                     [rescore.model_id, rescore.pk],
                 )
             PendingVector.objects.filter(rescore=rescore).delete()
+            ServingState.bump(epoch=True)
             rescore.status, rescore.finished_at = Rescore.Status.SUCCEEDED, timezone.now()
             rescore.save(update_fields=["status", "finished_at"])
             transaction.on_commit(lambda: vectors_replaced.send(sender=Rescore, rescore=rescore))
@@ -158,11 +159,13 @@ def refresh_product(key):
     except Exception:
         return
     texts = dict(source.iter_texts(source.available_products().filter(pk=pk)))
-    if key not in texts or model is None:
-        ProductVector.objects.filter(product_key=key).delete()
-    else:
-        (vector,) = encoder_for(model).encode([texts[key]])
-        ProductVector.objects.update_or_create(
-            product_key=key, defaults={"model": model, "text": texts[key], "embedding": vector}
-        )
+    vector = encoder_for(model).encode([texts[key]])[0] if key in texts and model is not None else None
+    with transaction.atomic():
+        if vector is None:
+            ProductVector.objects.filter(product_key=key).delete()
+        else:
+            ProductVector.objects.update_or_create(
+                product_key=key, defaults={"model": model, "text": texts[key], "embedding": vector}
+            )
+        ServingState.bump()
     vectors_replaced.send(sender=ProductVector, rescore=None)

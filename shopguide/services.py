@@ -1,27 +1,39 @@
-"""``recommend()``: the one entry point for template tags, the API and the admin.
+"""``recommend()`` and ``similar_products()``: the entry points for template tags, the API and
+the admin.
 
 With an active version whose vectors are in, a query is answered like the evaluation's
-``hybrid`` strategy: the fine-tuned encoder, stemmed BM25 and trigram BM25 over the serving
-texts, fused and ordered by the version's learned fusion. Without one, PostgreSQL full-text
-search over the shop's text fields answers, so a shop never shows an error instead of products.
+``hybrid`` strategy: the fine-tuned encoder (pgvector's HNSW index, or exact search in
+process), stemmed BM25 and trigram BM25 over the serving texts, fused and ordered by the
+version's learned fusion. Without one, PostgreSQL full-text search over the shop's text fields
+answers, so a shop never shows an error instead of products.
+
+Answers are cached per normalised query, keyed by the serving state, so activating a version,
+a rescore or a product refresh retires every cached list at once.
 """
 
-import threading
+import hashlib
+import logging
 from dataclasses import dataclass
 
-import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
-from django.db.models import Max
+from django.core.cache import caches
+from django.db.models import Count
 
 from .catalog_source import get_catalog_source
-from .ml.encoder import Encoder
-from .ml.pipeline import ENCODER_FOLDER, CatalogueIndex, Retriever, load_ranker
+from .conf import shopguide_settings
+from .ml.lexical import Analyzer
 from .ml.text import normalize_query
-from .models import ProductVector
-from .versions import active_model
+from .models import SearchEvent
+from .serving import ServingIndex
+
+logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 50
+MAX_QUERY_LENGTH = 256
+CACHED_DEPTH = 60  # ranked keys kept per query: room for exclusions and unavailable products
 FTS_CONFIG = "english"
+CACHE_ALIAS = "default"
+LAST_QUERY_SESSION_KEY = "shopguide_last_query"
 
 
 @dataclass
@@ -30,43 +42,15 @@ class Recommendation:
     score: float
     reason: str
 
+    @property
+    def key(self):
+        return get_catalog_source().key(self.product)
 
-class ServingIndex:
-    """The active version's encoder, fusion and the serving vectors, loaded once per process
-    and reloaded when a rescore or activation changes them."""
 
-    _lock = threading.Lock()
-    _current = None
-
-    def __init__(self, generation, model, keys, texts, vectors):
-        self.generation = generation
-        self.keys = keys
-        self.retriever = Retriever(Encoder(model.folder / ENCODER_FOLDER), CatalogueIndex(keys, texts), vectors,
-                                   load_ranker(model.folder))
-
-    @classmethod
-    def generation_now(cls):
-        model = active_model()
-        if model is None:
-            return None, None
-        latest = ProductVector.objects.filter(model=model).aggregate(latest=Max("updated_at"))["latest"]
-        return (model.pk, latest) if latest else None, model
-
-    @classmethod
-    def get(cls):
-        generation, model = cls.generation_now()
-        if generation is None:
-            return None
-        with cls._lock:
-            if cls._current is None or cls._current.generation != generation:
-                rows = list(ProductVector.objects.filter(model=model).order_by("product_key")
-                            .values_list("product_key", "text", "embedding"))
-                keys, texts, vectors = zip(*rows)
-                cls._current = cls(generation, model, list(keys), list(texts), np.stack(vectors))
-            return cls._current
-
-    def rank(self, query):
-        return self.retriever.hybrid([query])[query]
+def cache_key(normalized):
+    epoch, changes = ServingIndex.state()
+    digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
+    return f"shopguide:rec:{epoch}.{changes}:{digest}"
 
 
 def lexical_keys(query, limit):
@@ -84,21 +68,120 @@ def lexical_keys(query, limit):
     return [source.key_for_pk(pk) for pk in rows]
 
 
+def matched_words(query, text, analyzer=Analyzer()):
+    """The query's words (as typed) that the product text contains, after stemming."""
+    terms = set(analyzer(text))
+    return [word for word in query.split() if any(stem in terms for stem in analyzer(word))]
+
+
+def shopper_choices(normalized, keys):
+    """``{key: (purchases and add-to-carts, clicks)}`` of shoppers who searched this query."""
+    rows = (SearchEvent.objects.filter(query_norm=normalized, product_key__in=keys,
+                                       event__in=["purchase", "add_to_cart", "click"])
+            .values("product_key", "event").annotate(count=Count("id")))
+    choices = {}
+    for row in rows:
+        bought, clicked = choices.get(row["product_key"], (0, 0))
+        if row["event"] == "click":
+            clicked += row["count"]
+        else:
+            bought += row["count"]
+        choices[row["product_key"]] = (bought, clicked)
+    return choices
+
+
+def reason_for(key, query, ranked, texts, choices):
+    """A short, truthful account of why ``key`` is recommended for ``query``."""
+    bought, clicked = choices.get(key, (0, 0))
+    if bought:
+        return f"often bought after searching “{query}”" if bought > 1 else f"bought after searching “{query}”"
+    if clicked > 1:
+        return f"often chosen by shoppers who searched “{query}”"
+    if key in ranked.lexical:
+        words = matched_words(query, texts.get(key, ""))
+        return f"matches “{' '.join(words) or query}”"
+    if key in ranked.spelling:
+        return f"close match for “{query}”"
+    return f"related to “{query}”"
+
+
+def popular_keys(limit):
+    """Products shoppers chose most (purchases, carts, clicks), then the rest of the catalogue:
+    what a strip shows when nothing matches, so it is never empty while products are for sale."""
+    source = get_catalog_source()
+    chosen = (SearchEvent.objects.exclude(event="impression").values("product_key")
+              .annotate(count=Count("id")).order_by("-count", "product_key")[: limit * 3])
+    keys = [row["product_key"] for row in chosen]
+    available = source.products_by_key(keys)
+    keys = [key for key in keys if key in available][:limit]
+    if len(keys) < limit:
+        more = source.available_products().exclude(pk__in=[available[key].pk for key in keys])
+        keys += [source.key_for_pk(pk) for pk in more.order_by("pk").values_list("pk", flat=True)[: limit - len(keys)]]
+    return keys
+
+
+def ranked_for(normalized):
+    """``[(key, score, reason)]`` for a normalised query, best first, before any filtering."""
+    index = ServingIndex.get()
+    if index is None:
+        keys = lexical_keys(normalized, CACHED_DEPTH)
+        reason = f"matches words of “{normalized}”"
+        ranked = [(key, round(1.0 / (rank + 1), 4), reason) for rank, key in enumerate(keys)]
+    else:
+        found = index.rank(normalized)
+        top = found.keys[:CACHED_DEPTH]
+        texts = {key: index.catalogue.texts[index.catalogue.positions[key]] for key in top}
+        choices = shopper_choices(normalized, top)
+        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, texts, choices))
+                  for rank, key in enumerate(top)]
+    if not ranked:
+        ranked = [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]
+    return ranked
+
+
+def remember_search(request, query):
+    """Keep the shopper's last search in the session, for the product pages they open next."""
+    query = " ".join(str(query).split())[:MAX_QUERY_LENGTH]
+    if query and getattr(request, "session", None) is not None:
+        request.session[LAST_QUERY_SESSION_KEY] = query
+
+
 def recommend(query, *, user=None, exclude=(), limit=8):
-    """Up to ``limit`` available products for ``query``, best first, each with its reason."""
+    """Up to ``limit`` (at most 50) available products for ``query``, best first, each a
+    ``Recommendation(product, score, reason)``. ``exclude``: products or keys to leave out
+    (the product on show). When nothing matches, the shop's most chosen products fill the
+    list, so it is empty only for an empty query or catalogue. ``user`` is accepted for
+    personalisation and not used yet."""
     limit = max(1, min(int(limit), MAX_LIMIT))
-    normalized = normalize_query(query)
+    normalized = normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
     if not normalized:
         return []
-    excluded = {str(key) for key in exclude}
+    cache = caches[CACHE_ALIAS]
+    key = cache_key(normalized)
+    ranked = cache.get(key)
+    if ranked is None:
+        ranked = ranked_for(normalized)
+        cache.set(key, ranked, shopguide_settings.CACHE_TIMEOUT)
+    return materialise(ranked, exclude, limit)
+
+
+def similar_products(product, limit=8):
+    """Products like ``product`` (close in the serving version's vector space), best first;
+    empty without a serving version."""
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    source = get_catalog_source()
     index = ServingIndex.get()
-    if index is not None:
-        keys = index.rank(normalized)
-        reason = f"matches “{query.strip()}”"
-    else:
-        keys = lexical_keys(normalized, limit + len(excluded) + 10)
-        reason = f"contains words of “{query.strip()}”"
-    wanted = [key for key in keys if key not in excluded][: limit * 2]
-    products = get_catalog_source().products_by_key(wanted)
-    ranked = [key for key in wanted if key in products][:limit]
-    return [Recommendation(products[key], 1.0 / (rank + 1), reason) for rank, key in enumerate(ranked)]
+    if index is None:
+        return []
+    title = str(product)
+    keys = index.similar(source.key(product), limit + 10)
+    return materialise([(key, round(1.0 / (rank + 1), 4), f"similar to “{title}”")
+                        for rank, key in enumerate(keys)], (), limit)
+
+
+def materialise(ranked, exclude, limit):
+    source = get_catalog_source()
+    excluded = {source.key(item) if hasattr(item, "pk") else str(item) for item in exclude}
+    wanted = [row for row in ranked if row[0] not in excluded][: limit + 10]
+    products = source.products_by_key([row[0] for row in wanted])
+    return [Recommendation(products[key], score, reason) for key, score, reason in wanted if key in products][:limit]

@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .artifacts import ArtifactError, verify
-from .models import RecommenderModel
+from .models import RecommenderModel, ServingState
 from .signals import model_activated
 
 
@@ -28,6 +28,7 @@ def activate(model):
         RecommenderModel.objects.select_for_update().filter(is_active=True).exclude(pk=model.pk).update(is_active=False)
         model.is_active, model.activated_at = True, timezone.now()
         model.save(update_fields=["is_active", "activated_at"])
+        ServingState.bump(epoch=True)
         transaction.on_commit(lambda: model_activated.send(sender=RecommenderModel, model=model))
     return model
 

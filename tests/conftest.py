@@ -13,3 +13,31 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+def trained_slang_shop(django_db_blocker, tmp_path_factory):
+    """A slang shop with a version trained on it, rescored and serving; built once per module
+    (training takes seconds) and removed afterwards. Yields ``{product id: Product}``."""
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from catalog.models import Product
+    from shopguide import models as sg
+    from shopguide.serving import ServingIndex
+
+    from tests.slang_shop import PRODUCTS, SLANG
+
+    with override_settings(MEDIA_ROOT=tmp_path_factory.mktemp("media")), django_db_blocker.unblock():
+        products = {pid: Product.objects.create(external_id=pid, title=title) for pid, title in PRODUCTS.items()}
+        for word, pid in SLANG.items():
+            sg.Judgment.objects.create(query=word, product_key=str(products[pid].pk), grade=2, source="imported")
+        call_command("shopguide_train", "--sync", "--epochs", "6", "--no-reranker", "--holdout", "0.25",
+                     "--activate", verbosity=0)
+        ServingIndex.reset()
+        try:
+            yield products
+        finally:
+            ServingIndex.reset()
+            for model in (sg.ProductVector, sg.PendingVector, sg.Rescore, sg.TrainingRun, sg.RecommenderModel,
+                          sg.Judgment, sg.SearchEvent, sg.ServingState, Product):
+                model.objects.all().delete()

@@ -22,36 +22,68 @@ class Analyzer:
 
 
 class BM25Index:
-    """Okapi BM25 over a fixed list of documents; ``search`` ranks all of them for a query."""
+    """Okapi BM25 over documents with unique keys; ``search`` ranks all of them for a query.
+
+    ``update`` replaces or appends documents in place (a shop edits one product at a time),
+    recomputing the weights without analysing the other documents again.
+    """
 
     def __init__(self, keys, texts, k1=1.2, b=0.75, analyzer=None):
-        self.keys = list(keys)
+        self.k1, self.b = k1, b
+        self.keys = []
+        self.positions = {}
         self.analyzer = analyzer or Analyzer()
         self.vocabulary = {}
-        rows, columns, counts = [], [], []
-        lengths = np.zeros(len(self.keys), dtype=np.float32)
-        for row, text in enumerate(texts):
-            terms = self.analyzer(text)
-            lengths[row] = len(terms)
-            frequencies = {}
-            for term in terms:
-                frequencies[term] = frequencies.get(term, 0) + 1
-            for term, count in frequencies.items():
-                rows.append(row)
-                columns.append(self.vocabulary.setdefault(term, len(self.vocabulary)))
-                counts.append(count)
-        tf = sparse.csc_matrix(
-            (np.array(counts, dtype=np.float32), (rows, columns)),
-            shape=(len(self.keys), max(len(self.vocabulary), 1)),
-        )
-        document_frequency = np.diff(tf.indptr).astype(np.float32)
+        self._rows = np.zeros(0, dtype=np.int64)
+        self._columns = np.zeros(0, dtype=np.int64)
+        self._counts = np.zeros(0, dtype=np.float32)
+        self.lengths = np.zeros(0, dtype=np.float32)
+        self.update(dict(zip(keys, texts)))
+
+    def _analyse(self, row, text, rows, columns, counts):
+        terms = self.analyzer(text)
+        frequencies = {}
+        for term in terms:
+            frequencies[term] = frequencies.get(term, 0) + 1
+        for term, count in frequencies.items():
+            rows.append(row)
+            columns.append(self.vocabulary.setdefault(term, len(self.vocabulary)))
+            counts.append(count)
+        return len(terms)
+
+    def update(self, changes):
+        """Replace the text of known keys and append new ones (``changes``: key -> text)."""
+        rows, columns, counts, replaced = [], [], [], []
+        lengths = {}
+        for key, text in changes.items():
+            row = self.positions.get(key)
+            if row is None:
+                row = self.positions[key] = len(self.keys)
+                self.keys.append(key)
+            else:
+                replaced.append(row)
+            lengths[row] = self._analyse(row, text, rows, columns, counts)
+        if replaced:
+            keep = ~np.isin(self._rows, replaced)
+            self._rows, self._columns, self._counts = self._rows[keep], self._columns[keep], self._counts[keep]
+        self._rows = np.concatenate([self._rows, np.asarray(rows, dtype=np.int64)])
+        self._columns = np.concatenate([self._columns, np.asarray(columns, dtype=np.int64)])
+        self._counts = np.concatenate([self._counts, np.asarray(counts, dtype=np.float32)])
+        self.lengths = np.concatenate([self.lengths, np.zeros(len(self.keys) - len(self.lengths), dtype=np.float32)])
+        for row, length in lengths.items():
+            self.lengths[row] = length
+        self._weigh()
+
+    def _weigh(self):
+        shape = (len(self.keys), max(len(self.vocabulary), 1))
         documents = max(len(self.keys), 1)
+        document_frequency = np.bincount(self._columns, minlength=shape[1]).astype(np.float32)
         self.idf = np.log1p((documents - document_frequency + 0.5) / (document_frequency + 0.5))
         # Precompute each (document, term) weight once: searching is then a column sum.
-        norm = k1 * (1 - b + b * lengths / max(float(lengths.mean()) if len(lengths) else 1.0, 1e-9))
-        tf = tf.tocoo()
-        weights = tf.data * (k1 + 1) / (tf.data + norm[tf.row])
-        self.weights = sparse.csc_matrix((weights, (tf.row, tf.col)), shape=tf.shape)
+        average = float(self.lengths.mean()) if len(self.lengths) else 1.0
+        norm = self.k1 * (1 - self.b + self.b * self.lengths / max(average, 1e-9))
+        weights = self._counts * (self.k1 + 1) / (self._counts + norm[self._rows])
+        self.weights = sparse.csc_matrix((weights, (self._rows, self._columns)), shape=shape)
 
     def scores(self, query):
         """BM25 score of every document for ``query`` (numpy array aligned with ``keys``)."""

@@ -143,7 +143,22 @@ class CatalogueIndex:
         self.keys, self.texts = list(keys), list(texts)
         self.bm25 = BM25Index(self.keys, self.texts)
         self.trigram = BM25Index(self.keys, self.texts, analyzer=trigrams)
-        self.features = FeatureBuilder(self.texts)
+        self.features = FeatureBuilder(list(self.texts))
+        self.positions = dict(self.bm25.positions)
+
+    def update(self, changes):
+        """Replace or append product texts (``changes``: key -> text); positions of known keys
+        stay as they are, new keys go at the end."""
+        self.bm25.update(changes)
+        self.trigram.update(changes)
+        for key, text in changes.items():
+            index = self.positions.setdefault(key, len(self.keys))
+            if index == len(self.keys):
+                self.keys.append(key)
+                self.texts.append(text)
+            else:
+                self.texts[index] = text
+            self.features.set_text(index, text)
 
 
 class Retriever:

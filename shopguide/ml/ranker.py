@@ -45,6 +45,13 @@ def top_indices(scores, depth, positive_only=False):
     return candidates[np.lexsort((candidates, -scores[candidates]))]
 
 
+def lexical_hits(bm25, trigram, trigram_coverage, depth=DEPTH):
+    """The top ``depth`` of stemmed BM25 and of trigram BM25 (products under
+    ``TRIGRAM_MIN_COVERAGE`` are not trigram hits), and the trigram scores so masked."""
+    trigram = np.where(trigram_coverage >= TRIGRAM_MIN_COVERAGE, trigram, 0.0)
+    return top_indices(bm25, depth, True), top_indices(trigram, depth, True), trigram
+
+
 @dataclass
 class Candidates:
     indices: np.ndarray  # positions in the catalogue, in fusion order
@@ -60,11 +67,20 @@ class FeatureBuilder:
         self.terms = [self.analyzer(text) for text in texts]
         self.lowered = [text.lower() for text in texts]
 
+    def set_text(self, index, text):
+        """Replace the text at ``index``, or append it when ``index`` is the next position."""
+        if index == len(self.texts):
+            self.texts.append(text)
+            self.terms.append(self.analyzer(text))
+            self.lowered.append(text.lower())
+        else:
+            self.texts[index], self.terms[index], self.lowered[index] = text, self.analyzer(text), text.lower()
+
     def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES):
         """Fused candidates with features; ``trigram_coverage`` is the share of the query's
         trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits)."""
-        trigram = np.where(trigram_coverage >= TRIGRAM_MIN_COVERAGE, trigram, 0.0)
-        lists = (top_indices(cosine, depth), top_indices(bm25, depth, True), top_indices(trigram, depth, True))
+        bm25_top, trigram_top, trigram = lexical_hits(bm25, trigram, trigram_coverage, depth)
+        lists = (top_indices(cosine, depth), bm25_top, trigram_top)
         fused = {}
         for ranking, weight in zip(lists, RRF_WEIGHTS):
             for rank, index in enumerate(ranking, start=1):

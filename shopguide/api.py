@@ -1,0 +1,235 @@
+"""The REST API under ``/api/shopguide/`` (include ``shopguide.urls``).
+
+- ``GET recommendations/?q=&limit=&exclude=``: anyone; recommendations for a search.
+- ``POST events/``: anyone, throttled per client; one event or a list of up to 100, stored
+  all or nothing. No IP address is stored.
+- ``GET models/``, ``GET training-runs/``: staff only; versions and training runs, read-only.
+
+Every error has one shape: ``{"error": {"status", "code", "message", "fields"}}``, where
+``fields`` maps each rejected field to its messages (a 400 names the field).
+"""
+
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView, exception_handler
+
+from .catalog_source import get_catalog_source
+from .conf import shopguide_settings
+from .ml.text import normalize_query
+from .models import RecommenderModel, SearchEvent, TrainingRun
+from .services import MAX_LIMIT, MAX_QUERY_LENGTH, recommend
+from .versions import active_model
+
+MAX_EVENTS_PER_REQUEST = 100
+MAX_EXCLUDED = 50
+
+
+def error_body(status_code, code, message, fields=None):
+    return {"error": {"status": status_code, "code": code, "message": message, "fields": fields or {}}}
+
+
+def shopguide_exception_handler(exc, context):
+    """DRF's handling, answered in shopguide's one error shape."""
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    if isinstance(exc, ValidationError):
+        fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        names = ", ".join(fields)
+        response.data = error_body(response.status_code, "invalid", f"Invalid input: {names}.", fields)
+    else:
+        message = detail.get("detail", "") if isinstance(detail, dict) else str(detail)
+        code = getattr(getattr(detail, "get", lambda key: None)("detail"), "code", None) or exc.default_code
+        response.data = error_body(response.status_code, code, str(message))
+    return response
+
+
+class ShopguideView:
+    """Shared by every shopguide view: the OpenAPI schema and the one error shape, whatever
+    the host project's REST_FRAMEWORK settings are."""
+
+    schema = AutoSchema()
+
+    def get_exception_handler(self):
+        return shopguide_exception_handler
+
+
+class RecommendationQuery(serializers.Serializer):
+    q = serializers.CharField(max_length=MAX_QUERY_LENGTH, help_text="What the shopper searched for.")
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=8)
+    exclude = serializers.CharField(required=False, allow_blank=True, default="",
+                                    help_text="Comma-separated product ids to leave out (the product on show).")
+
+    def validate_exclude(self, value):
+        keys = [key.strip() for key in value.split(",") if key.strip()]
+        if len(keys) > MAX_EXCLUDED:
+            raise serializers.ValidationError(f"At most {MAX_EXCLUDED} products can be excluded.")
+        if any(len(key) > 64 for key in keys):
+            raise serializers.ValidationError("A product id is at most 64 characters.")
+        return keys
+
+
+class RecommendationSerializer(serializers.Serializer):
+    product = serializers.CharField(help_text="The product's id.")
+    title = serializers.CharField()
+    url = serializers.CharField(allow_null=True)
+    price = serializers.CharField(allow_null=True)
+    score = serializers.FloatField()
+    reason = serializers.CharField(help_text="Why it is recommended, in words a shopper can read.")
+
+
+class RecommendationsView(ShopguideView, APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=[RecommendationQuery],
+        responses=inline_serializer("Recommendations", {
+            "query": serializers.CharField(),
+            "model_version": serializers.IntegerField(allow_null=True),
+            "results": RecommendationSerializer(many=True),
+        }),
+        summary="Recommended products for a search",
+    )
+    def get(self, request):
+        params = RecommendationQuery(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        query = params.validated_data["q"]
+        items = recommend(query, exclude=params.validated_data["exclude"], limit=params.validated_data["limit"],
+                          user=request.user)
+        source = get_catalog_source()
+        results = [{
+            "product": source.key(item.product),
+            "title": str(item.product),
+            "url": item.product.get_absolute_url() if hasattr(item.product, "get_absolute_url") else None,
+            "price": None if getattr(item.product, "price", None) is None else str(item.product.price),
+            "score": item.score,
+            "reason": item.reason,
+        } for item in items]
+        model = active_model()
+        return Response({"query": query, "model_version": model.version if model else None, "results": results})
+
+
+class EventSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=MAX_QUERY_LENGTH)
+    product = serializers.CharField(max_length=64, help_text="The product's id, as the recommendations give it.")
+    event = serializers.ChoiceField(choices=SearchEvent.Kind.choices)
+    session = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+
+def validate_events(data):
+    """The events of a request body (one object or a list), all valid, or a ValidationError
+    naming each bad field (``"2.product"`` for the third event of a list)."""
+    many = isinstance(data, list)
+    items = data if many else [data]
+    if not items:
+        raise ValidationError({"non_field_errors": ["Send at least one event."]})
+    if len(items) > MAX_EVENTS_PER_REQUEST:
+        raise ValidationError({"non_field_errors": [f"At most {MAX_EVENTS_PER_REQUEST} events per request."]})
+    serializers_ = [EventSerializer(data=item) for item in items]
+    errors = [dict(serializer.errors) if not serializer.is_valid() else {} for serializer in serializers_]
+    valid = [serializer.validated_data for serializer in serializers_ if not serializer.errors]
+    known = get_catalog_source().products_by_key({event["product"] for event in valid}, available_only=False)
+    for index, serializer in enumerate(serializers_):
+        if not serializer.errors and serializer.validated_data["product"] not in known:
+            errors[index]["product"] = [f"Unknown product {serializer.validated_data['product']!r}."]
+    fields = {(f"{index}.{name}" if many else name): messages
+              for index, item_errors in enumerate(errors) for name, messages in item_errors.items()}
+    if fields:
+        raise ValidationError(fields)
+    return valid
+
+
+class EventsThrottle(SimpleRateThrottle):
+    """Per client (address or authenticated user), at ``SHOPGUIDE["EVENTS_RATE"]``. The
+    address is only part of a short-lived cache key; it is never stored with an event."""
+
+    scope = "shopguide_events"
+
+    def get_rate(self):
+        return shopguide_settings.EVENTS_RATE
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class EventsView(ShopguideView, APIView):
+    """Shoppers' impressions, clicks, add-to-carts and purchases of recommended products.
+    Unauthenticated on purpose (no session, so no CSRF token is needed from a shop page)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [EventsThrottle]
+
+    @extend_schema(
+        request=EventSerializer(many=True),
+        responses={201: inline_serializer("EventsStored", {"stored": serializers.IntegerField()})},
+        summary="Record shopper events (one object or a list)",
+    )
+    def post(self, request):
+        events = validate_events(request.data)
+        now = timezone.now()
+        with transaction.atomic():
+            stored = SearchEvent.objects.bulk_create([
+                SearchEvent(query=event["query"], query_norm=normalize_query(event["query"]),
+                            product_key=event["product"], event=event["event"], session=event["session"],
+                            created_at=now)
+                for event in events
+            ])
+        return Response({"stored": len(stored)}, status=status.HTTP_201_CREATED)
+
+
+class RecommenderModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RecommenderModel
+        fields = ["version", "status", "is_active", "base_model", "data_counts", "metrics_before", "metrics_after",
+                  "reranker_weight", "created_at", "activated_at"]
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    model_version = serializers.IntegerField(source="model.version", allow_null=True, default=None)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "status", "stage", "progress", "options", "metrics", "error", "model_version",
+                  "created_at", "started_at", "finished_at"]
+
+
+class Pages(PageNumberPagination):
+    page_size = 50
+
+
+class RecommenderModelList(ShopguideView, generics.ListAPIView):
+    permission_classes = [IsAdminUser]
+    pagination_class = Pages
+    serializer_class = RecommenderModelSerializer
+    queryset = RecommenderModel.objects.all()
+
+
+class RecommenderModelDetail(ShopguideView, generics.RetrieveAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = RecommenderModelSerializer
+    queryset = RecommenderModel.objects.all()
+    lookup_field = "version"
+
+
+class TrainingRunList(ShopguideView, generics.ListAPIView):
+    permission_classes = [IsAdminUser]
+    pagination_class = Pages
+    serializer_class = TrainingRunSerializer
+    queryset = TrainingRun.objects.select_related("model")
+
+
+class TrainingRunDetail(ShopguideView, generics.RetrieveAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = TrainingRunSerializer
+    queryset = TrainingRun.objects.select_related("model")
+

@@ -1,0 +1,254 @@
+"""The active version, loaded for serving and kept in step with the database.
+
+A ``ServingIndex`` holds what ranking needs in the web process: the fine-tuned query encoder,
+the lexical indexes (stemmed BM25, trigram BM25, ranking features) over the serving texts and
+the learned fusion. Product vectors stay in PostgreSQL where pgvector is installed (an HNSW
+index finds the nearest ones); elsewhere they are held here and searched exactly with numpy.
+
+``ServingState`` tells every process what changed: its ``epoch`` moves when a whole set of
+vectors is swapped in or a version is activated (the index is rebuilt, in the background when
+one is already serving), its ``changes`` counter on every single-product refresh (only the
+changed products are applied, in a fraction of a second).
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from django.db import connection
+
+from .embeddings import has_pgvector
+from .ml.encoder import Encoder
+from .ml.pipeline import ENCODER_FOLDER, CatalogueIndex, load_ranker
+from .ml.ranker import DEPTH, lexical_hits, top_indices
+from .models import ProductVector, ServingState
+from .versions import active_model
+
+logger = logging.getLogger(__name__)
+
+EF_SEARCH = 200  # HNSW returns at most ef_search rows: keep it well above DEPTH
+STATE_TTL = 1.0  # seconds a process trusts the ServingState it read last
+CLOCK_SLACK = timedelta(minutes=2)  # rows updated this long before a sync are read again
+
+
+@dataclass
+class Ranked:
+    """One query's hybrid ranking: keys best first, and what put each of them there."""
+
+    keys: list
+    lexical: set  # keys found by stemmed BM25 (they share a word with the query)
+    spelling: set  # keys found only by trigram BM25 (close spelling)
+
+
+class InProcessVectors:
+    """Exact cosine over vectors held in memory."""
+
+    def __init__(self, vectors):
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, 384)
+
+    def cosines(self, query_vector, keys, wanted):
+        return self.vectors @ query_vector
+
+    def set(self, index, vector):
+        if index == len(self.vectors):
+            self.vectors = np.vstack([self.vectors, np.asarray(vector, dtype=np.float32)[None, :]])
+        else:
+            self.vectors[index] = vector
+
+    def neighbours(self, index, limit):
+        return top_indices(self.vectors @ self.vectors[index], limit + 1)
+
+
+class PgvectorVectors:
+    """Nearest neighbours from pgvector's HNSW index; exact cosines for the lexical candidates."""
+
+    def __init__(self, positions):
+        self.positions = positions
+
+    def cosines(self, query_vector, keys, wanted):
+        """A cosine for every catalogue position: the HNSW top ``DEPTH`` and ``wanted`` positions
+        exactly, -1 for the rest (they cannot be in any top list)."""
+        cosine = np.full(len(keys), -1.0, dtype=np.float32)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+            cursor.execute(
+                "SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
+                "ORDER BY embedding <=> %s LIMIT %s",
+                [query_vector, query_vector, DEPTH],
+            )
+            rows = cursor.fetchall()
+            found = {key for key, _ in rows}
+            missing = [keys[index] for index in wanted if keys[index] not in found]
+            if missing:
+                cursor.execute(
+                    "SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
+                    "WHERE product_key = ANY(%s)",
+                    [query_vector, missing],
+                )
+                rows += cursor.fetchall()
+        for key, value in rows:
+            index = self.positions.get(key)
+            if index is not None:
+                cosine[index] = value
+        return cosine
+
+    def set(self, index, vector):
+        pass  # the database holds the vectors
+
+    def neighbours(self, index, limit):
+        keys = list(self.positions)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET hnsw.ef_search = {max(EF_SEARCH, limit + 1)}")
+            cursor.execute(
+                "SELECT v.product_key FROM shopguide_productvector v, "
+                "(SELECT embedding FROM shopguide_productvector WHERE product_key = %s) AS this "
+                "ORDER BY v.embedding <=> this.embedding LIMIT %s",
+                [keys[index], limit + 1],
+            )
+            return [self.positions[key] for (key,) in cursor.fetchall() if key in self.positions]
+
+
+def read_state():
+    """``(epoch, changes)`` of the serving vectors; (0, 0) before anything was ever served."""
+    return ServingState.objects.filter(pk=1).values_list("epoch", "changes").first() or (0, 0)
+
+
+class ServingIndex:
+    """Ranks queries for one version over the serving vectors; see the module docstring."""
+
+    _lock = threading.Lock()
+    _current = None
+    _building = None  # the thread rebuilding after a new epoch, if any
+    _state, _state_read_at = (0, 0), 0.0
+
+    def __init__(self, model, epoch, changes):
+        self.model, self.epoch, self.changes = model, epoch, changes
+        self.synced_at = None
+        self.encoder = Encoder(model.folder / ENCODER_FOLDER)
+        self.ranker = load_ranker(model.folder)
+        self.pgvector = has_pgvector(connection)
+        self.alive = set()
+        self.load()
+
+    def load(self):
+        self.synced_at = self.database_now()
+        rows = ProductVector.objects.filter(model=self.model).order_by("product_key")
+        if self.pgvector:
+            keys, texts = zip(*rows.values_list("product_key", "text")) if rows.exists() else ((), ())
+            self.catalogue = CatalogueIndex(keys, texts)
+            self.vectors = PgvectorVectors(self.catalogue.positions)
+        else:
+            loaded = list(rows.values_list("product_key", "text", "embedding"))
+            keys, texts, vectors = zip(*loaded) if loaded else ((), (), ())
+            self.catalogue = CatalogueIndex(keys, texts)
+            self.vectors = InProcessVectors(np.stack(vectors) if vectors else np.zeros((0, 384)))
+        self.alive = set(keys)
+
+    @staticmethod
+    def database_now():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now()")
+            return cursor.fetchone()[0]
+
+    def apply_changes(self, changes):
+        """Bring single-product refreshes in: new or changed rows, and removed products."""
+        synced_at = self.database_now()
+        rows = ProductVector.objects.filter(model=self.model, updated_at__gte=self.synced_at - CLOCK_SLACK)
+        updated = list(rows.values_list("product_key", "text", "embedding"))
+        present = set(ProductVector.objects.filter(model=self.model).values_list("product_key", flat=True))
+        texts = {key: text for key, text, _ in updated}
+        texts.update({key: "" for key in self.alive - present})  # removed: no terms left to match
+        self.catalogue.update(texts)
+        for key, _, vector in updated:
+            self.vectors.set(self.catalogue.positions[key], vector)
+        self.alive = present
+        self.synced_at, self.changes = synced_at, changes
+
+    def rank(self, query):
+        catalogue = self.catalogue
+        if not catalogue.keys:
+            return Ranked([], set(), set())
+        bm25 = catalogue.bm25.scores(query)
+        trigram = catalogue.trigram.scores(query)
+        coverage = catalogue.trigram.coverage(query)
+        bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
+        query_vector = self.encoder.encode_queries([query])[0]
+        wanted = set(bm25_top.tolist()) | set(trigram_top.tolist())
+        cosine = self.vectors.cosines(query_vector, catalogue.keys, wanted)
+        candidates = catalogue.features.candidates(query, cosine, bm25, trigram, coverage)
+        order = self.ranker.order(candidates) if self.ranker else candidates.indices
+        keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in self.alive]
+        lexical = {catalogue.keys[index] for index in bm25_top}
+        spelling = {catalogue.keys[index] for index in trigram_top} - lexical
+        return Ranked(keys, lexical, spelling)
+
+    def similar(self, key, limit):
+        """Keys of the products closest to ``key`` in the version's vector space."""
+        index = self.catalogue.positions.get(key)
+        if index is None or key not in self.alive:
+            return []
+        keys = self.catalogue.keys
+        return [keys[i] for i in self.vectors.neighbours(index, limit) if i != index and keys[i] in self.alive][:limit]
+
+    # -- the process-wide instance ------------------------------------------------------------
+
+    @classmethod
+    def state(cls):
+        now = time.monotonic()
+        if now - cls._state_read_at > STATE_TTL:
+            cls._state, cls._state_read_at = read_state(), now
+        return cls._state
+
+    @classmethod
+    def get(cls):
+        """The index for the serving version, or None when no version's vectors are in."""
+        epoch, changes = cls.state()
+        current = cls._current
+        if current is not None and current.epoch == epoch:
+            if current.changes != changes:
+                with cls._lock:
+                    if current.changes != changes:
+                        current.apply_changes(changes)
+            return current
+        if current is not None:  # a new epoch: rebuild beside the serving index
+            cls.rebuild_in_background(epoch, changes)
+            return current
+        with cls._lock:
+            if cls._current is None or cls._current.epoch != epoch:
+                cls._current = cls.build(epoch, changes)
+            return cls._current
+
+    @classmethod
+    def build(cls, epoch, changes):
+        model = active_model()
+        if model is None or not ProductVector.objects.filter(model=model).exists():
+            return None
+        return cls(model, epoch, changes)
+
+    @classmethod
+    def rebuild_in_background(cls, epoch, changes):
+        with cls._lock:
+            if cls._building is not None and cls._building.is_alive():
+                return
+
+            def rebuild():
+                try:
+                    index = cls.build(epoch, changes)
+                    with cls._lock:
+                        cls._current = index
+                except Exception:
+                    logger.exception("Rebuilding the serving index failed; the previous one keeps serving.")
+                finally:
+                    connection.close()
+
+            cls._building = threading.Thread(target=rebuild, name="shopguide-serving-rebuild", daemon=True)
+            cls._building.start()
+
+    @classmethod
+    def reset(cls):
+        """Forget the loaded index (tests, and processes that want the newest at once)."""
+        with cls._lock:
+            cls._current, cls._state_read_at = None, 0.0

@@ -1,0 +1,51 @@
+"""Template tags: ``{% load shopguide %}``.
+
+``{% recommended_for_search query limit=8 exclude=product as products %}`` puts a list of
+``Recommendation`` (``product``, ``score``, ``reason``) in the context;
+``{% shopguide_recommendations query limit=8 exclude=product %}`` renders the styled
+"Recommended for your search" strip (template ``shopguide/recommendations.html``, which a
+shop can override). Without a query both read ``?q=`` and then the session's last search.
+Neither ever raises: a failure is logged and shows nothing.
+"""
+
+import logging
+
+from django import template
+
+from ..services import LAST_QUERY_SESSION_KEY, recommend
+
+logger = logging.getLogger(__name__)
+register = template.Library()
+
+
+def query_from(context, query):
+    if query:
+        return str(query)
+    request = context.get("request")
+    if request is None:
+        return ""
+    session = getattr(request, "session", None)
+    return request.GET.get("q", "") or (session.get(LAST_QUERY_SESSION_KEY, "") if session is not None else "")
+
+
+def safe_recommend(query, limit, exclude):
+    if not query:
+        return []
+    try:
+        return recommend(query, exclude=[exclude] if exclude is not None and not isinstance(exclude, (list, tuple))
+                         else exclude or (), limit=limit)
+    except Exception:
+        logger.exception("Recommendations for %r failed; the page shows none.", query)
+        return []
+
+
+@register.simple_tag(takes_context=True)
+def recommended_for_search(context, query=None, limit=8, exclude=None):
+    return safe_recommend(query_from(context, query), limit, exclude)
+
+
+@register.inclusion_tag("shopguide/recommendations.html", takes_context=True)
+def shopguide_recommendations(context, query=None, limit=8, exclude=None, title="Recommended for your search"):
+    query = query_from(context, query)
+    return {"query": query, "title": title, "recommendations": safe_recommend(query, limit, exclude),
+            "request": context.get("request")}

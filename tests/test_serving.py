@@ -1,0 +1,160 @@
+"""``recommend()``, ``similar_products()`` and the template tags, on real PostgreSQL, through the
+pgvector HNSW index (where the server has pgvector) and the in-process exact index."""
+
+import pytest
+from django.core.cache import cache
+from django.template import Context, Template
+from django.test import RequestFactory
+
+from catalog.models import Product
+from shopguide import serving
+from shopguide.embeddings import has_pgvector
+from shopguide.models import RecommenderModel, SearchEvent, ServingState
+from shopguide.rescoring import refresh_product
+from shopguide.serving import ServingIndex
+from shopguide.services import recommend, similar_products
+
+from tests.conftest import trained_slang_shop
+from tests.slang_shop import SLANG
+
+shop = pytest.fixture(scope="module")(trained_slang_shop)
+
+
+@pytest.fixture(params=["database", "in_process"])
+def products(request, shop, db, monkeypatch):
+    """The trained shop, served through one vector path or the other."""
+    from django.db import connection
+
+    if request.param == "database" and not has_pgvector(connection):
+        pytest.skip("this PostgreSQL has no pgvector: the in-process run covers it")
+    if request.param == "in_process":
+        monkeypatch.setattr(serving, "has_pgvector", lambda connection: False)
+    monkeypatch.setattr(serving, "STATE_TTL", 0)
+    ServingIndex.reset()
+    cache.clear()
+    yield shop
+    ServingIndex.reset()
+
+
+def trained_words():
+    model = RecommenderModel.objects.get(is_active=True)
+    return [word for word in SLANG if word not in model.heldout_queries]
+
+
+def keys(recommendations):
+    return [item.product.external_id for item in recommendations]
+
+
+def test_trained_queries_bring_their_product_first(products):
+    words = trained_words()
+    assert len(words) == 6
+    for word in words:
+        assert keys(recommend(word, limit=3))[0] == SLANG[word], word
+    index = ServingIndex.get()
+    assert isinstance(index.vectors, serving.InProcessVectors) != index.pgvector
+
+
+def test_limit_exclusion_and_reasons(products):
+    word = trained_words()[0]
+    first = products[SLANG[word]]
+    assert len(recommend(word, limit=5)) == 5
+    assert len(recommend(word, limit=500)) == len(products)  # capped at 50, then by the catalogue
+    rest = recommend(word, limit=3, exclude=[first])
+    assert len(rest) == 3 and first not in [item.product for item in rest]
+    assert keys(recommend(word, exclude=[str(first.pk)])) == keys(rest) + keys(recommend(word))[4:][:5]
+    assert all(item.reason for item in rest)
+    drill = recommend("cordless drill", limit=1)[0]
+    assert drill.product.external_id == "p2" and drill.reason == "matches “cordless drill”"
+
+
+def test_shopper_purchases_are_the_reason_when_they_exist(products):
+    word = trained_words()[0]
+    key = str(products[SLANG[word]].pk)
+    for _ in range(2):
+        SearchEvent.objects.create(query=word, product_key=key, event="purchase", created_at="2026-11-01T00:00Z")
+    assert recommend(word, limit=1)[0].reason == f"often bought after searching “{word}”"
+
+
+def test_answers_are_cached_until_the_vectors_change(products, monkeypatch):
+    word = trained_words()[0]
+    first = recommend(word)
+    calls = []
+    original = ServingIndex.rank
+    monkeypatch.setattr(ServingIndex, "rank", lambda self, query: calls.append(query) or original(self, query))
+    assert keys(recommend(word.upper())) == keys(first) and calls == []  # same normalised query: cached
+    ServingState.bump()
+    recommend(word)
+    assert calls == [word]
+
+
+def test_a_refreshed_product_is_served_without_a_rebuild(products):
+    index = ServingIndex.get()
+    bulb = products["p3"]
+    Product.objects.filter(pk=bulb.pk).update(title="Garden gnome statue")
+    refresh_product(str(bulb.pk))
+    top = recommend("gnome statue", limit=1)[0]
+    assert top.product.pk == bulb.pk and top.reason == "matches “gnome statue”"
+    assert ServingIndex.get() is index  # applied in place
+
+    Product.objects.filter(pk=bulb.pk).update(in_stock=False)
+    refresh_product(str(bulb.pk))
+    assert bulb.pk not in [item.product.pk for item in recommend("gnome statue", limit=8)]
+    assert str(bulb.pk) not in ServingIndex.get().alive
+
+
+def test_similar_products_leave_the_product_out(products):
+    hose = products["p1"]
+    similar = similar_products(hose, limit=4)
+    assert len(similar) == 4 and hose not in [item.product for item in similar]
+    assert all(item.reason == "similar to “Garden hose, 50 ft, kink free”" for item in similar)
+
+
+def test_without_an_active_version_full_text_search_answers(products):
+    RecommenderModel.objects.update(is_active=False)
+    ServingState.bump(epoch=True)
+    ServingIndex.reset()
+    drill = recommend("drill batteries", limit=3)
+    assert keys(drill)[0] == "p2" and drill[0].reason == "matches words of “drill batteries”"
+    assert similar_products(products["p2"]) == []
+    # Nothing matches: the strip still shows products (the most chosen first).
+    SearchEvent.objects.create(query="x", product_key=str(products["p7"].pk), event="click", created_at="2026-11-01T00:00Z")
+    fallback = recommend("zzzz qqqq", limit=3)
+    assert keys(fallback)[0] == "p7" and len(fallback) == 3 and fallback[0].reason == "popular in this shop"
+
+
+def test_empty_queries_give_nothing(products):
+    assert recommend("   \t ") == [] and recommend("\x00\x01") == []
+
+
+def render(source, **context):
+    request = RequestFactory().get("/", context.pop("params", {}))
+    request.session = context.pop("session", {})
+    return Template("{% load shopguide %}" + source).render(Context({"request": request, **context}))
+
+
+def test_the_widget_shows_products_with_links_carrying_the_query(products):
+    word = trained_words()[0]
+    first = products[SLANG[word]]
+    html = render("{% shopguide_recommendations query limit=3 %}", query=word)
+    assert "Recommended for your search" in html
+    assert f'href="/product/{first.pk}/?q={word}"' in html
+    assert html.count('class="shopguide-card"') == 3
+    html = render("{% shopguide_recommendations query limit=3 exclude=product %}", query=word, product=first)
+    assert f"/product/{first.pk}/" not in html
+
+
+def test_the_tags_read_the_query_from_the_request_and_session(products):
+    word = trained_words()[0]
+    first = products[SLANG[word]]
+    tag = "{% recommended_for_search limit=2 as items %}{% for item in items %}[{{ item.product.external_id }}]{% endfor %}"
+    assert render(tag, params={"q": word}).startswith(f"[{first.external_id}]")
+    assert render(tag, session={"shopguide_last_query": word}).startswith(f"[{first.external_id}]")
+    assert render(tag) == ""
+
+
+def test_html_in_queries_and_titles_renders_as_text(products):
+    Product.objects.filter(pk=products["p2"].pk).update(title="<script>alert(1)</script> drill")
+    refresh_product(str(products["p2"].pk))
+    html = render("{% shopguide_recommendations query %}", query="<b>drill</b>")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; drill" in html
+    assert "<b>" not in html and "%3Cb%3Edrill%3C/b%3E" in html

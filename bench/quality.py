@@ -66,6 +66,7 @@ def bench_dataset(name, folder, train_args):
                MEDIA_ROOT=str(ROOT / "var" / "bench" / name), PYTHONUNBUFFERED="1")
     env.setdefault("TORCH_THREADS", "2")
     manage(env, "migrate", "--noinput", "-v", "0")
+    manage(env, "createcachetable")
     manage(env, "load_catalog", str(folder))
     started = time.monotonic()
     manage(env, "shopguide_train", "--sync", "--activate", *train_args)

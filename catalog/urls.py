@@ -7,6 +7,8 @@ app_name = "catalog"
 urlpatterns = [
     path("", views.home, name="home"),
     path("search/", views.search, name="search"),
+    path("search.json", views.search_json, name="search-json"),
+    path("healthz/", views.healthz, name="healthz"),
     path("category/<slug:slug>/", views.category, name="category"),
     path("product/<int:pk>/", views.product_detail, name="product"),
 ]

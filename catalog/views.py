@@ -1,4 +1,5 @@
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 
@@ -51,3 +52,16 @@ def product_detail(request, pk):
     query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH] or request.session.get(LAST_QUERY_SESSION_KEY, "")
     remember_search(request, query)
     return render(request, "catalog/product_detail.html", {"product": product, "query": query})
+
+
+def search_json(request):
+    """The shop's plain full-text search as JSON (the first 8 results): a baseline that
+    bench/serving.py loads next to the recommendations API."""
+    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    results = search_products(query, visible_products().filter(in_stock=True))[0][:8] if query else []
+    return JsonResponse({"query": query, "results": [{"product": str(p.pk), "title": p.title} for p in results]})
+
+
+def healthz(request):
+    """A trivial JSON view: load balancers' health check, and the benchmarks' baseline."""
+    return JsonResponse({"ok": True})

@@ -88,8 +88,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# A cache every process shares (here: a PostgreSQL table, created by `createcachetable`), so
+# the recommendations a Celery worker precomputes after a rescore reach the web processes.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "shopguide_cache",
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -43,6 +43,11 @@ DEFAULTS = {
     "AUTO_ACTIVATE": "if_better",
     # Hours between scheduled retrainings by Celery beat; None: no schedule.
     "RETRAIN_EVERY_HOURS": None,
+    # Milliseconds a query may take with the cross-encoder reranking its top candidates (only
+    # versions whose training found the reranker helpful have one); 0: never rerank.
+    "RERANK_BUDGET_MS": 250,
+    # After a rescore, precompute recommendations for this many of the most searched queries.
+    "WARM_QUERIES": 100,
     # Most events one client may post to the API (DRF rate: "120/min", "10/s"); None: no limit.
     "EVENTS_RATE": "120/min",
     # torch intra-op threads for training and encoding; None leaves torch's default.

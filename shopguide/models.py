@@ -186,7 +186,10 @@ class ServingState(models.Model):
         if epoch:
             counters["epoch"] = models.F("epoch") + 1
         if not cls.objects.filter(pk=1).update(**counters):
-            cls.objects.get_or_create(pk=1, defaults={"epoch": 1, "changes": 1})
+            # A new row starts from the time in ms, so it never repeats the epoch of a row
+            # that was deleted (a flushed database): caches keyed by it cannot come back.
+            start = int(timezone.now().timestamp() * 1000)
+            cls.objects.get_or_create(pk=1, defaults={"epoch": start, "changes": start})
 
 
 class Rescore(models.Model):
@@ -201,6 +204,9 @@ class Rescore(models.Model):
     model = models.ForeignKey(RecommenderModel, on_delete=models.CASCADE, related_name="rescores")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     activate = models.BooleanField(default=True, help_text="Make the version active when the vectors are in.")
+    reuse_vectors = models.BooleanField(
+        default=True, help_text="Take the vectors the training run stored for products whose text is unchanged."
+    )
     chunks = models.PositiveIntegerField(default=0)
     done_chunks = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
     products = models.PositiveIntegerField(default=0)

@@ -139,6 +139,22 @@ def ranked_for(normalized):
     return ranked
 
 
+def popular_queries(limit):
+    """The normalised queries shoppers' events name most often, most frequent first."""
+    rows = (SearchEvent.objects.values("query_norm").annotate(count=Count("id"))
+            .order_by("-count", "query_norm")[:limit])
+    return [row["query_norm"] for row in rows]
+
+
+def warm_cache(limit=None):
+    """Compute and cache the recommendations of the ``WARM_QUERIES`` most frequent queries;
+    return how many were computed."""
+    queries = popular_queries(shopguide_settings.WARM_QUERIES if limit is None else limit)
+    for query in queries:
+        recommend(query)
+    return len(queries)
+
+
 def remember_search(request, query):
     """Keep the shopper's last search in the session, for the product pages they open next."""
     query = " ".join(str(query).split())[:MAX_QUERY_LENGTH]

@@ -20,10 +20,12 @@ from datetime import timedelta
 import numpy as np
 from django.db import connection
 
+from .conf import shopguide_settings
 from .embeddings import has_pgvector
 from .ml.encoder import Encoder
-from .ml.pipeline import ENCODER_FOLDER, CatalogueIndex, load_ranker
+from .ml.pipeline import ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, load_ranker
 from .ml.ranker import DEPTH, lexical_hits, top_indices
+from .ml.reranker import CrossEncoder, rerank
 from .models import ProductVector, ServingState
 from .versions import active_model
 
@@ -41,6 +43,7 @@ class Ranked:
     keys: list
     lexical: set  # keys found by stemmed BM25 (they share a word with the query)
     spelling: set  # keys found only by trigram BM25 (close spelling)
+    reranked: bool = False  # the cross-encoder reordered the top
 
 
 class InProcessVectors:
@@ -129,6 +132,11 @@ class ServingIndex:
         self.synced_at = None
         self.encoder = Encoder(model.folder / ENCODER_FOLDER)
         self.ranker = load_ranker(model.folder)
+        self.reranker = None
+        if model.reranker_weight > 0 and (model.folder / RERANKER_FOLDER).is_dir():
+            self.reranker = CrossEncoder(model.folder / RERANKER_FOLDER)
+        self.rerank_depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", 30)
+        self.rerank_seconds = 0.0  # running estimate of one reranking's cost
         self.pgvector = has_pgvector(connection)
         self.alive = set()
         self.load()
@@ -168,6 +176,7 @@ class ServingIndex:
         self.synced_at, self.changes = synced_at, changes
 
     def rank(self, query):
+        started = time.monotonic()
         catalogue = self.catalogue
         if not catalogue.keys:
             return Ranked([], set(), set())
@@ -183,7 +192,23 @@ class ServingIndex:
         keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in self.alive]
         lexical = {catalogue.keys[index] for index in bm25_top}
         spelling = {catalogue.keys[index] for index in trigram_top} - lexical
-        return Ranked(keys, lexical, spelling)
+        reranked = self.maybe_rerank(query, keys, time.monotonic() - started)
+        return Ranked(reranked or keys, lexical, spelling, reranked is not None)
+
+    def maybe_rerank(self, query, keys, spent):
+        """The version's cross-encoder blended into the top ``rerank_depth``, when the version
+        has one (training keeps it only where it helped on held-out queries) and it is
+        expected to fit in ``RERANK_BUDGET_MS`` with what the query has cost so far."""
+        budget = (shopguide_settings.RERANK_BUDGET_MS or 0) / 1000
+        if self.reranker is None or spent + self.rerank_seconds > budget:
+            return None
+        started = time.monotonic()
+        catalogue = self.catalogue
+        top = keys[: self.rerank_depth]
+        scores = self.reranker.score(query, [catalogue.texts[catalogue.positions[key]] for key in top])
+        self.rerank_seconds = 0.8 * self.rerank_seconds + 0.2 * (time.monotonic() - started) if self.rerank_seconds \
+            else time.monotonic() - started
+        return rerank(keys, scores, self.model.reranker_weight)
 
     def similar(self, key, limit):
         """Keys of the products closest to ``key`` in the version's vector space."""

@@ -13,7 +13,7 @@ from django.db import OperationalError
 
 from .conf import shopguide_settings
 from .models import RecommenderModel, TrainingRun
-from .rescoring import encode_chunk, refresh_product, start_rescore
+from .rescoring import build_vector_index, encode_chunk, refresh_product, start_rescore
 from .training import TrainingError, execute_run, fail_abandoned_runs, is_better_than_active, training_in_progress
 
 logger = logging.getLogger(__name__)
@@ -42,10 +42,10 @@ def train(self, run_id, activate="if_better"):
 
 
 @shared_task(name="shopguide.rescore", acks_late=True)
-def rescore(model_id, activate=False):
+def rescore(model_id, activate=False, reuse_vectors=True):
     """Encode the available catalogue with a version, in chunks spread over the workers."""
     model = RecommenderModel.objects.get(pk=model_id)
-    job, chunks = start_rescore(model, activate)
+    job, chunks = start_rescore(model, activate, reuse_vectors)
     group(rescore_chunk.s(job.pk, index, keys) for index, keys in enumerate(chunks)).apply_async(
         queue=shopguide_settings.RESCORE_QUEUE
     )
@@ -55,7 +55,26 @@ def rescore(model_id, activate=False):
 @shared_task(name="shopguide.rescore_chunk", acks_late=True, autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=3, soft_time_limit=CHUNK_TIME_LIMIT, time_limit=CHUNK_TIME_LIMIT + 60)
 def rescore_chunk(rescore_id, index, keys):
-    encode_chunk(rescore_id, index, keys)
+    if encode_chunk(rescore_id, index, keys):  # this chunk swapped the new vectors in
+        queue = shopguide_settings.RESCORE_QUEUE
+        warm_cache.apply_async(queue=queue)
+        build_index.apply_async(queue=queue)
+
+
+@shared_task(name="shopguide.warm_cache", acks_late=True, soft_time_limit=CHUNK_TIME_LIMIT,
+             time_limit=CHUNK_TIME_LIMIT + 60)
+def warm_cache():
+    """Precompute the recommendations of the most searched queries (useful with a cache the
+    web processes share: Redis, Memcached or the database)."""
+    from .services import warm_cache as warm
+
+    return warm()
+
+
+@shared_task(name="shopguide.build_index", acks_late=True, time_limit=60 * 60)
+def build_index():
+    """Rebuild the HNSW index a swap dropped, without blocking readers."""
+    return build_vector_index()
 
 
 @shared_task(name="shopguide.refresh_product", acks_late=True, autoretry_for=(OperationalError,),

@@ -158,3 +158,48 @@ def test_html_in_queries_and_titles_renders_as_text(products):
     html = render("{% shopguide_recommendations query %}", query="<b>drill</b>")
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; drill" in html
     assert "<b>" not in html and "%3Cb%3Edrill%3C/b%3E" in html
+
+
+def test_the_most_searched_queries_are_precomputed(products, monkeypatch):
+    from shopguide.services import cache_key, warm_cache
+
+    for word, count in (("quimbo", 3), ("zorblax", 2), ("splonk", 1)):
+        for _ in range(count):
+            SearchEvent.objects.create(query=word, product_key="1", event="impression", created_at="2026-11-01T00:00Z")
+    assert warm_cache(limit=2) == 2
+    assert cache.get(cache_key("quimbo")) and cache.get(cache_key("zorblax"))
+    assert cache.get(cache_key("splonk")) is None
+
+
+def test_the_swap_leaves_a_valid_hnsw_index(products):
+    from django.db import connection
+
+    if not has_pgvector(connection):
+        pytest.skip("no pgvector: vectors are searched in process")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname = 'shopguide_productvector_hnsw'")
+        assert cursor.fetchone() == (True,)
+
+
+class StubReranker:
+    """Stands in for a trained cross-encoder: prefers products whose text has 'ladder'."""
+
+    def score(self, query, texts):
+        import numpy as np
+
+        return np.array([10.0 if "ladder" in text.lower() else 0.0 for text in texts], dtype=np.float32)
+
+
+def test_a_reranker_reorders_the_top_within_the_time_budget(products, settings, monkeypatch):
+    word = trained_words()[0]
+    index = ServingIndex.get()
+    plain = index.rank(word)
+    assert not plain.reranked
+    monkeypatch.setattr(index, "reranker", StubReranker())
+    monkeypatch.setattr(index.model, "reranker_weight", 1.0)
+    reranked = index.rank(word)
+    assert reranked.reranked and reranked.keys[0] == str(products["p5"].pk)  # the ladder
+    assert sorted(reranked.keys) == sorted(plain.keys)
+    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "RERANK_BUDGET_MS": 0}
+    assert index.rank(word).keys == plain.keys

@@ -16,23 +16,26 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", type=int, help="version number to use (default: the active one)")
         parser.add_argument("--activate", action="store_true", help="make that version serve when done")
         parser.add_argument("--sync", action="store_true", help="rescore here instead of on the Celery workers")
+        parser.add_argument("--encode-all", action="store_true",
+                            help="encode every product again, even those whose vector the training run stored")
 
     def handle(self, *args, **options):
         if options["model_version"] is None:
             model = active_model()
             if model is None:
-                raise CommandError("No version is active: pass --version N (see the admin's list of versions).")
+                raise CommandError("No version is active: pass --model-version N (see the admin's list of versions).")
         else:
             model = RecommenderModel.objects.filter(version=options["model_version"]).first()
             if model is None:
-                raise CommandError(f"There is no version {options['version']}.")
+                raise CommandError(f"There is no version {options['model_version']}.")
         if not options["sync"]:
-            result = rescore.apply_async(args=[model.pk, options["activate"]], queue=shopguide_settings.RESCORE_QUEUE)
+            result = rescore.apply_async(args=[model.pk, options["activate"], not options["encode_all"]],
+                                         queue=shopguide_settings.RESCORE_QUEUE)
             self.stdout.write(f"Rescore with version {model.version} queued (task {result.id}).")
             return
         bars = ProgressBars(self.stderr._out)
         try:
-            job = rescore_now(model, activate=options["activate"], progress=bars)
+            job = rescore_now(model, activate=options["activate"], progress=bars, reuse_vectors=not options["encode_all"])
         except (RescoreError, ActivationError) as exc:
             raise CommandError(str(exc)) from exc
         finally:

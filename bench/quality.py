@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from publishing import publish  # noqa: E402
+
 from config import embedded  # noqa: E402
 from config.database_url import parse_database_url  # noqa: E402
 
@@ -33,7 +35,6 @@ STRATEGY_NAMES = {
     "hybrid": "shopguide hybrid (fine-tuned + BM25 + trigram BM25, learned fusion)",
     "hybrid_reranked": "shopguide hybrid + reranker",
 }
-README_START, README_END = "<!-- quality:start -->", "<!-- quality:end -->"
 
 
 def database_url(name):
@@ -98,13 +99,6 @@ def table(name, outcome):
     return "\n".join(lines)
 
 
-def update_readme(markdown):
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        _, tail = rest.split(README_END, 1)
-        readme.write_text(f"{head}{README_START}\n{markdown}\n{README_END}{tail}")
 
 
 def main():
@@ -116,12 +110,7 @@ def main():
 
     outcomes = {name: bench_dataset(name, args.data / name, args.train_args.split()) for name in args.datasets}
     markdown = "\n\n".join(table(name, outcome) for name, outcome in outcomes.items())
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "quality.json").write_text(json.dumps(outcomes, indent=2))
-    (results / "quality.md").write_text(markdown + "\n")
-    update_readme(markdown)
-    print(markdown)
+    publish("quality", outcomes, markdown)
 
 
 if __name__ == "__main__":

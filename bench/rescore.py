@@ -19,7 +19,6 @@ It prints a table, writes ``bench/results/rescore.{json,md}`` and refreshes READ
 """
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -33,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-README_START, README_END = "<!-- rescore:start -->", "<!-- rescore:end -->"
+from publishing import publish  # noqa: E402
+
 QUEUE = "shopguide_rescore"
 
 
@@ -198,12 +198,7 @@ def main():
         workers.stop()
 
     markdown = table(results)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rescore.json").write_text(json.dumps(results, indent=2))
-    (out / "rescore.md").write_text(markdown + "\n")
-    update_readme(markdown)
-    print(markdown)
+    publish("rescore", results, markdown)
 
 
 def table(r):
@@ -226,14 +221,6 @@ def table(r):
         f"max {max(r['incremental_seconds'])} s |",
     ])
 
-
-def update_readme(markdown):
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        _, tail = rest.split(README_END, 1)
-        readme.write_text(f"{head}{README_START}\n{markdown}\n{README_END}{tail}")
 
 
 if __name__ == "__main__":

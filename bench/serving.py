@@ -38,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-README_START, README_END = "<!-- serving:start -->", "<!-- serving:end -->"
+from publishing import publish  # noqa: E402
+
 
 
 def percentile(values, share):
@@ -269,12 +270,7 @@ def main():
 
     results["seconds"], results["clients"] = args.seconds, args.clients
     markdown = table(results)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "serving.json").write_text(json.dumps(results, indent=2))
-    (out / "serving.md").write_text(markdown + "\n")
-    update_readme(markdown)
-    print(markdown)
+    publish("serving", results, markdown)
 
 
 def table(r):
@@ -307,14 +303,6 @@ def table(r):
         f"| reranker | {reranker} |",
     ])
 
-
-def update_readme(markdown):
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        _, tail = rest.split(README_END, 1)
-        readme.write_text(f"{head}{README_START}\n{markdown}\n{README_END}{tail}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ PORT ?= 8000
 TEST_DATABASES ?= embedded
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean chromium
 
 install: $(STAMP)
 
@@ -23,7 +23,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: $(STAMP)
 	$(PY) -m config.demo --port $(PORT) $(if $(DATA),--data $(DATA))
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium; install it when missing (needs root or sudo).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  APT="$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -y -q"; \
+	  $$APT install chromium >/dev/null || { $$APT update >/dev/null && $$APT install chromium >/dev/null; }; }
+
+test: $(STAMP) chromium
 	@set -e; for db in $(TEST_DATABASES); do \
 	  if [ "$$db" = embedded ]; then \
 	    echo "== tests on the embedded PostgreSQL (with pgvector)"; \

@@ -1,0 +1,189 @@
+"""The shop as people use it, in a real browser (Debian's chromium driven by Playwright) against
+a live server on the test database, with a real Celery worker where the flow needs one.
+
+Each test leaves screenshots of its final page, at desktop and phone widths, under
+tests/screenshots/ (git-ignored)."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from catalog.models import Product
+from shopguide.models import RecommenderModel, SearchEvent
+from shopguide.serving import ServingIndex
+from tests.slang_shop import PRODUCTS, SLANG
+from tests.test_worker import Worker
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+DEMO_DATA = Path(__file__).resolve().parent.parent / "catalog" / "demo_data"
+SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# Playwright's synchronous API keeps an event loop in this thread; the ORM calls of these
+# tests are ordinary synchronous code all the same.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium is missing: .ci/run installs it with apt-get")
+    pytestmark.append(pytest.mark.skip(reason="chromium is not installed (apt-get install chromium)"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=SIZES["desktop"])
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    yield page
+    context.close()
+
+
+def screenshots(page, name):
+    """The page as it is now, at desktop and at phone width (full page)."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for size, viewport in SIZES.items():
+        page.set_viewport_size(viewport)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{size}.png"), full_page=True)
+    page.set_viewport_size(SIZES["desktop"])
+
+
+def wait_until(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.25)
+    raise AssertionError(f"still false after {timeout}s: {condition}")
+
+
+@pytest.fixture
+def demo_shop(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ServingIndex.reset()
+    call_command("load_catalog", str(DEMO_DATA), verbosity=0)
+
+
+def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_server, page, demo_shop):
+    page.goto(live_server.url)
+    page.fill("input[name=q]", "cordless drill")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url("**/search/?q=cordless+drill")
+    assert "cordless drill" in page.inner_text("h1").lower()
+    assert page.locator(".card").count() > 0
+    page.locator(".card a").first.click()
+    opened = page.inner_text("h1")
+
+    strip = page.locator(".shopguide-strip")
+    assert strip.locator("h2").inner_text() == "Recommended for your search"
+    titles = strip.locator(".shopguide-card__title").all_inner_texts()
+    assert titles and opened not in titles
+    assert all("drill" in title.lower() or "cordless" in title.lower() for title in titles[:3]), titles
+    reasons = strip.locator(".shopguide-card__reason").all_inner_texts()
+    assert all(reason.startswith("matches") for reason in reasons[:3]), reasons
+    keys = strip.locator(".shopguide-card").evaluate_all("cards => cards.map(c => c.dataset.shopguideProduct)")
+    wait_until(lambda: set(keys) <= set(SearchEvent.objects.filter(event="impression", query_norm="cordless drill")
+                                        .values_list("product_key", flat=True)))
+
+    chosen = strip.locator(".shopguide-card").first
+    key = chosen.get_attribute("data-shopguide-product")
+    chosen.locator("a").click()
+    page.wait_for_url(f"**/product/{key}/?q=cordless%20drill")
+    wait_until(lambda: SearchEvent.objects.filter(event="click", product_key=key, query_norm="cordless drill").exists())
+    assert page.inner_text("h1") == titles[0]
+    screenshots(page, "shopper-product-page")
+
+
+def test_an_empty_search_still_recommends(live_server, page, demo_shop):
+    page.goto(f"{live_server.url}/search/?q=qwxzv+plmokn")
+    assert page.locator(".no-results").count() == 1
+    assert page.locator(".shopguide-strip .shopguide-card").count() > 0
+    screenshots(page, "shopper-empty-results")
+
+
+def test_html_and_script_in_a_query_render_as_text(live_server, page, demo_shop):
+    query = '<script>window.__pwned = 1; alert(1)</script><img src=x onerror="window.__pwned = 2"> drill'
+    page.goto(live_server.url)
+    page.fill("input[name=q]", query)
+    page.press("input[name=q]", "Enter")
+    page.wait_for_load_state("networkidle")
+    assert query in page.inner_text("h1")
+    assert page.evaluate("window.__pwned") is None and page.dialogs == []
+    page.locator(".card a").first.click()
+    page.wait_for_load_state("networkidle")
+    assert query in page.inner_text(".breadcrumbs") and page.locator(".shopguide-strip").count() == 1
+    assert page.evaluate("window.__pwned") is None and page.dialogs == []
+    screenshots(page, "html-query-as-text")
+
+
+@pytest.fixture
+def slang_shop(settings, tmp_path, django_user_model):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ServingIndex.reset()
+    from config.celery import app as celery_app
+    from shopguide.models import Judgment
+
+    with celery_app.connection_for_write() as broker:
+        for queue in ("celery", "shopguide_training", "shopguide_rescore"):
+            broker.default_channel.queue_purge(queue)
+    products = {pid: Product.objects.create(external_id=pid, title=title, price=10 + n)
+                for n, (pid, title) in enumerate(PRODUCTS.items())}
+    for word, pid in SLANG.items():
+        Judgment.objects.create(query=word, product_key=str(products[pid].pk), grade=2)
+    django_user_model.objects.create_superuser("owner", "owner@example.com", "a good password")
+    worker = Worker(settings.MEDIA_ROOT, tmp_path / "worker.log")
+    worker.start()
+    yield products
+    worker.stop()
+
+
+def test_staff_retrain_from_the_admin_and_the_shopper_sees_what_was_learned(live_server, page, slang_shop):
+    page.goto(f"{live_server.url}/search/?q=zorblax")
+    assert page.locator(".shopguide-card__reason").first.inner_text() == "popular in this shop"
+
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "a good password")
+    page.click("input[type=submit]")
+    page.click("text=Recommender models")
+    page.click("#shopguide-retrain")
+    page.wait_for_url("**/admin/shopguide/trainingrun/*/change/")
+    progress = page.locator(".shopguide-progress")
+    seen = set()
+    deadline = time.monotonic() + 300
+    while progress.get_attribute("data-status") != "succeeded":  # the page polls; nobody reloads it
+        assert progress.get_attribute("data-status") != "failed", progress.inner_text()
+        assert time.monotonic() < deadline, "training did not finish in 300 s"
+        seen.add(page.evaluate("document.querySelector('.shopguide-progress progress').value"))
+        time.sleep(0.5)
+    assert "version 1" in progress.inner_text()
+    assert len(seen) > 1  # the bar moved while we watched
+    screenshots(page, "staff-training-run")
+
+    wait_until(lambda: RecommenderModel.objects.filter(is_active=True).exists(), 120)
+    page.goto(f"{live_server.url}/admin/shopguide/recommendermodel/")
+    assert "v1" in page.inner_text("#result_list")
+    model = RecommenderModel.objects.get(is_active=True)
+    word = next(word for word in SLANG if word not in model.heldout_queries)
+    ServingIndex.reset()
+    page.goto(f"{live_server.url}/search/?q={word}")
+    first = page.locator(".shopguide-card__title").first.inner_text()
+    assert first == PRODUCTS[SLANG[word]]
+    screenshots(page, "shopper-after-training")

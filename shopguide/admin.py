@@ -151,13 +151,18 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # runs are written by the training task; staff watch them
+
     @admin.display(description="progress")
     def progress_bar(self, obj):
+        outcome = {"failed": f" (failed: {obj.error})",
+                   "succeeded": f" (version {obj.model.version})" if obj.model else ""}.get(obj.status, "")
         return format_html(
             '<div class="shopguide-progress" data-url="{}" data-status="{}">'
-            '<progress max="100" value="{}"></progress> <span>{}% {}</span></div>',
+            '<progress max="100" value="{}"></progress> <span>{}% {}{}</span></div>',
             reverse("admin:shopguide_trainingrun_progress", args=[obj.pk]), obj.status,
-            obj.progress, f"{obj.progress:.0f}", obj.stage,
+            obj.progress, f"{obj.progress:.0f}", obj.stage, outcome,
         )
 
     @admin.display(description="loss")

@@ -173,8 +173,9 @@ def test_staff_retrain_from_the_admin_and_the_shopper_sees_what_was_learned(live
         assert time.monotonic() < deadline, "training did not finish in 300 s"
         seen.add(page.evaluate("document.querySelector('.shopguide-progress progress').value"))
         time.sleep(0.5)
-    assert "version 1" in progress.inner_text()
     assert len(seen) > 1  # the bar moved while we watched
+    page.wait_for_function("document.querySelector('.field-status .readonly').textContent.trim() === 'succeeded'")
+    assert "version 1" in progress.inner_text()  # the page reloaded itself once the run finished
     screenshots(page, "staff-training-run")
 
     wait_until(lambda: RecommenderModel.objects.filter(is_active=True).exists(), 120)

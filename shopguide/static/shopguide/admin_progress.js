@@ -1,4 +1,5 @@
-// Refreshes training-run progress bars in the admin until the run has finished.
+// Refreshes training-run progress bars in the admin until the run has finished; a run page
+// then reloads once, so that every field shows the outcome.
 (function () {
   "use strict";
   var FINISHED = ["succeeded", "failed"];
@@ -15,7 +16,11 @@
           label.textContent = Math.round(run.progress) + "% " + run.stage +
             (run.status === "failed" ? " (failed: " + run.error + ")" : "") +
             (run.status === "succeeded" ? " (version " + run.version + ")" : "");
-          if (FINISHED.indexOf(run.status) === -1) { setTimeout(poll, 2000); }
+          if (FINISHED.indexOf(run.status) === -1) {
+            setTimeout(poll, 2000);
+          } else if (document.body.classList.contains("change-form")) {
+            setTimeout(function () { window.location.reload(); }, 1500);
+          }
         })
         .catch(function () { setTimeout(poll, 5000); });
     }

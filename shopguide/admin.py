@@ -35,7 +35,7 @@ class RecommenderModelAdmin(admin.ModelAdmin):
     change_list_template = "admin/shopguide/recommendermodel/change_list.html"
     readonly_fields = [
         "version", "status", "is_active", "activated_at", "created_at", "base_model", "artifact_path", "checksum",
-        "reranker_weight", "data_counts", "hyperparameters", "metrics_before", "metrics_after", "charts",
+        "files", "reranker_weight", "data_counts", "hyperparameters", "metrics_before", "metrics_after", "charts",
     ]
     exclude = ["heldout_queries", "loss_curve"]
 
@@ -59,6 +59,17 @@ class RecommenderModelAdmin(admin.ModelAdmin):
     def ndcg_after(self, obj):
         value = obj.ndcg("after", "hybrid")
         return "–" if value is None else f"{value:.3f}"
+
+    @admin.display(description="files")
+    def files(self, obj):
+        """Whether the version's folder still matches its checksum: a changed or missing folder
+        cannot be activated, and an active one is not served (full-text search answers)."""
+        try:
+            verify(obj.folder, obj.checksum)
+        except ArtifactError as exc:
+            serving = " Serving has fallen back to full-text search." if obj.is_active else ""
+            return format_html('<strong class="errornote">{}{}</strong>', exc, serving)
+        return "intact (checksum verified)"
 
     @admin.display(description="loss and quality")
     def charts(self, obj):
@@ -85,7 +96,7 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             return redirect("admin:index")
-        from .tasks import enqueue_training
+        from .tasks import QueueUnavailable, enqueue_training
 
         if training_in_progress():
             self.message_user(request, "A training run is already queued or running; wait for it to finish.",
@@ -93,7 +104,7 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         else:
             try:
                 run = enqueue_training(user=request.user, activate=shopguide_settings.AUTO_ACTIVATE)
-            except Exception as exc:  # the broker cannot be reached
+            except QueueUnavailable as exc:
                 self.message_user(request, f"Training could not be queued: {exc}", messages.ERROR)
                 return redirect("admin:shopguide_recommendermodel_changelist")
             url = reverse("admin:shopguide_trainingrun_change", args=[run.pk])

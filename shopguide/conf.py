@@ -46,6 +46,8 @@ DEFAULTS = {
     # Milliseconds a query may take with the cross-encoder reranking its top candidates (only
     # versions whose training found the reranker helpful have one); 0: never rerank.
     "RERANK_BUDGET_MS": 250,
+    # Products per rescore chunk (one Celery task each).
+    "RESCORE_CHUNK_SIZE": 1000,
     # After a rescore, precompute recommendations for this many of the most searched queries.
     "WARM_QUERIES": 100,
     # Most events one client may post to the API (DRF rate: "120/min", "10/s"); None: no limit.

@@ -33,7 +33,6 @@ from .versions import ActivationError, activate, active_model
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1000
 HNSW_INDEX = "shopguide_productvector_hnsw"
 _encoders = {}  # model pk -> Encoder, loaded once per worker process
 
@@ -70,7 +69,10 @@ def start_rescore(model, activate=True, reuse_vectors=True):
         raise RescoreError(f"Version {model.version} cannot be used: {exc}") from exc
     source = get_catalog_source()
     keys = [source.key_for_pk(pk) for pk in source.available_products().order_by("pk").values_list("pk", flat=True)]
-    chunks = [keys[start:start + CHUNK_SIZE] for start in range(0, len(keys), CHUNK_SIZE)] or [[]]
+    size = shopguide_settings.RESCORE_CHUNK_SIZE
+    chunks = [keys[start:start + size] for start in range(0, len(keys), size)] or [[]]
+    for stale in Rescore.objects.filter(status=Rescore.Status.RUNNING):  # its worker died, or it is overtaken
+        fail_rescore(stale, "Superseded by a newer rescore before it finished.")
     rescore = Rescore.objects.create(model=model, activate=activate, reuse_vectors=reuse_vectors,
                                      chunks=len(chunks), products=len(keys))
     return rescore, chunks

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.cache import caches
 from django.db.models import Count
+from django.utils.crypto import salted_hmac
 
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
@@ -153,6 +154,16 @@ def warm_cache(limit=None):
     for query in queries:
         recommend(query)
     return len(queries)
+
+
+def shopper_id_for(session_key):
+    """The pseudonymous id events carry for a session: a keyed hash, never the key itself."""
+    return salted_hmac("shopguide.shopper", session_key).hexdigest()[:32] if session_key else ""
+
+
+def shopper_id(request):
+    session = getattr(request, "session", None)
+    return shopper_id_for(getattr(session, "session_key", None))
 
 
 def remember_search(request, query):

@@ -20,6 +20,7 @@ from datetime import timedelta
 import numpy as np
 from django.db import connection
 
+from .artifacts import verify
 from .conf import shopguide_settings
 from .embeddings import has_pgvector
 from .ml.encoder import Encoder
@@ -125,6 +126,7 @@ class ServingIndex:
     _lock = threading.Lock()
     _current = None
     _building = None  # the thread rebuilding after a new epoch, if any
+    failure = None  # (epoch, why) when the version of that epoch could not be loaded
     _state, _state_read_at = (0, 0), 0.0
 
     def __init__(self, model, epoch, changes):
@@ -242,16 +244,29 @@ class ServingIndex:
             cls.rebuild_in_background(epoch, changes)
             return current
         with cls._lock:
-            if cls._current is None or cls._current.epoch != epoch:
+            if (cls._current is None or cls._current.epoch != epoch) and not cls.failed(epoch):
                 cls._current = cls.build(epoch, changes)
             return cls._current
 
     @classmethod
+    def failed(cls, epoch):
+        return cls.failure is not None and cls.failure[0] == epoch
+
+    @classmethod
     def build(cls, epoch, changes):
+        """The index for the active version, or None without one, or when its files are
+        missing or changed (then the failure is logged and remembered for this epoch, and
+        full-text search serves)."""
         model = active_model()
         if model is None or not ProductVector.objects.filter(model=model).exists():
             return None
-        return cls(model, epoch, changes)
+        try:
+            verify(model.folder, model.checksum)
+            return cls(model, epoch, changes)
+        except Exception as exc:
+            cls.failure = (epoch, f"version {model.version} cannot serve: {exc}")
+            logger.exception("The active version %s cannot serve; full-text search answers instead.", model.version)
+            return None
 
     @classmethod
     def rebuild_in_background(cls, epoch, changes):
@@ -276,4 +291,4 @@ class ServingIndex:
     def reset(cls):
         """Forget the loaded index (tests, and processes that want the newest at once)."""
         with cls._lock:
-            cls._current, cls._state_read_at = None, 0.0
+            cls._current, cls._state_read_at, cls.failure = None, 0.0, None

@@ -10,6 +10,7 @@ import logging
 from celery import group, shared_task
 from celery.signals import worker_ready
 from django.db import OperationalError
+from django.utils import timezone
 
 from .conf import shopguide_settings
 from .models import RecommenderModel, TrainingRun
@@ -99,10 +100,25 @@ def beat_schedule():
     return {"shopguide-retrain": {"task": "shopguide.scheduled_train", "schedule": float(hours) * 3600}}
 
 
+class QueueUnavailable(Exception):
+    """The broker could not take the message; nothing was queued."""
+
+
 def enqueue_training(options=None, user=None, activate="if_better"):
-    """Create a queued ``TrainingRun`` and send it to the training queue; return the run."""
+    """Create a queued ``TrainingRun`` and send it to the training queue; return the run.
+    When the broker cannot be reached the run is marked failed (so it blocks no later
+    request) and ``QueueUnavailable`` says why."""
     run = TrainingRun.objects.create(options=options or {}, started_by=user)
-    result = train.apply_async(args=[run.pk, activate], queue=shopguide_settings.TRAINING_QUEUE)
+    try:
+        result = train.apply_async(args=[run.pk, activate], queue=shopguide_settings.TRAINING_QUEUE,
+                                   retry=True, retry_policy={"max_retries": 2, "interval_start": 0.5,
+                                                             "interval_step": 0.5})
+    except Exception as exc:
+        message = f"The task queue cannot be reached ({type(exc).__name__}: {exc}); try again later."
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        raise QueueUnavailable(message) from exc
     TrainingRun.objects.filter(pk=run.pk).update(task_id=result.id)
     run.task_id = result.id
     return run

@@ -12,7 +12,7 @@ import logging
 
 from django import template
 
-from ..services import LAST_QUERY_SESSION_KEY, recommend
+from ..services import LAST_QUERY_SESSION_KEY, recommend, shopper_id
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -47,5 +47,6 @@ def recommended_for_search(context, query=None, limit=8, exclude=None):
 @register.inclusion_tag("shopguide/recommendations.html", takes_context=True)
 def shopguide_recommendations(context, query=None, limit=8, exclude=None, title="Recommended for your search"):
     query = query_from(context, query)
+    request = context.get("request")
     return {"query": query, "title": title, "recommendations": safe_recommend(query, limit, exclude),
-            "request": context.get("request")}
+            "request": request, "shopper": shopper_id(request) if request is not None else ""}

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from shopguide.models import RecommenderModel, TrainingRun
-from shopguide.tasks import enqueue_training
+from shopguide.tasks import QueueUnavailable, enqueue_training
 from shopguide.training import TrainingError, execute_run
 from shopguide.rescoring import RescoreError, rescore_now
 from shopguide.versions import ActivationError
@@ -60,7 +60,10 @@ class Command(BaseCommand):
         if not options["sync"]:
             if options["activate"]:
                 raise CommandError("--activate needs --sync; activate queued versions from the admin.")
-            run = enqueue_training(run_options)
+            try:
+                run = enqueue_training(run_options)
+            except QueueUnavailable as exc:
+                raise CommandError(f"{exc} (or train here with --sync)") from exc
             self.stdout.write(f"Training run #{run.pk} queued (task {run.task_id}); follow it in the admin.")
             return
 

@@ -12,14 +12,15 @@
     if (strip.dataset.shopguideTracked) { return; }
     strip.dataset.shopguideTracked = "1";
     var url = strip.dataset.shopguideEvents, query = strip.dataset.shopguideQuery;
+    var session = strip.dataset.shopguideSession || "";
     var cards = strip.querySelectorAll("[data-shopguide-product]");
     var seen = [];
     cards.forEach(function (card) {
-      seen.push({ query: query, product: card.dataset.shopguideProduct, event: "impression" });
+      seen.push({ query: query, product: card.dataset.shopguideProduct, event: "impression", session: session });
       var link = card.querySelector("a");
       if (link) {
         link.addEventListener("click", function () {
-          send(url, [{ query: query, product: card.dataset.shopguideProduct, event: "click" }]);
+          send(url, [{ query: query, product: card.dataset.shopguideProduct, event: "click", session: session }]);
         });
       }
     });

@@ -1,0 +1,26 @@
+"""Forgetting a shopper: their search events go, and the shop is told which sessions were theirs.
+
+Events carry a keyed hash of the session (``services.shopper_id``), never an IP address or the
+session key itself, so they are tied to a user only through the user's sessions.
+"""
+
+from .models import SearchEvent
+from .services import shopper_id_for
+from .signals import user_forgotten
+
+
+def sessions_of(user):
+    """Keys of the stored sessions in which ``user`` is logged in (database-backed sessions)."""
+    from django.contrib.sessions.models import Session
+
+    wanted = str(user.pk)
+    return [session.session_key for session in Session.objects.iterator()
+            if session.get_decoded().get("_auth_user_id") == wanted]
+
+
+def forget_user(user):
+    """Delete ``user``'s search events; return ``(events deleted, session keys)``."""
+    keys = sessions_of(user)
+    deleted, _ = SearchEvent.objects.filter(session__in=[shopper_id_for(key) for key in keys]).delete()
+    user_forgotten.send(sender=forget_user, user=user, session_keys=keys)
+    return deleted, keys

@@ -16,7 +16,7 @@ from catalog.models import Product
 from shopguide.models import RecommenderModel, SearchEvent
 from shopguide.serving import ServingIndex
 from tests.slang_shop import PRODUCTS, SLANG
-from tests.test_worker import Worker
+from tests.test_worker import Worker, purge_queues
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -137,12 +137,9 @@ def test_html_and_script_in_a_query_render_as_text(live_server, page, demo_shop)
 def slang_shop(settings, tmp_path, django_user_model):
     settings.MEDIA_ROOT = tmp_path / "media"
     ServingIndex.reset()
-    from config.celery import app as celery_app
     from shopguide.models import Judgment
 
-    with celery_app.connection_for_write() as broker:
-        for queue in ("celery", "shopguide_training", "shopguide_rescore"):
-            broker.default_channel.queue_purge(queue)
+    purge_queues()
     products = {pid: Product.objects.create(external_id=pid, title=title, price=10 + n)
                 for n, (pid, title) in enumerate(PRODUCTS.items())}
     for word, pid in SLANG.items():

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from catalog.models import Product
 from config.celery import app as celery_app
-from shopguide.models import Judgment, ProductVector, RecommenderModel, TrainingRun
+from shopguide.models import Judgment, PendingVector, ProductVector, RecommenderModel, TrainingRun
 from shopguide.serving import ServingIndex
 from shopguide.services import recommend
 from shopguide.tasks import enqueue_training
@@ -76,12 +76,16 @@ def wait_until(condition, timeout, what, worker=None):
     pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log}")
 
 
+def purge_queues():
+    with celery_app.connection_for_write() as broker:
+        for queue in ("celery", "shopguide_training", "shopguide_rescore"):
+            broker.default_channel.queue_purge(queue)
+
+
 @pytest.fixture
 def shop(settings, tmp_path, django_user_model):
     settings.MEDIA_ROOT = tmp_path / "media"
-    with celery_app.connection_for_write() as broker:  # messages left by earlier tests
-        for queue in ("celery", "shopguide_training", "shopguide_rescore"):
-            broker.default_channel.queue_purge(queue)
+    purge_queues()  # messages left by earlier tests
     ServingIndex.reset()
     products = {pid: Product.objects.create(external_id=pid, title=title) for pid, title in PRODUCTS.items()}
     for word, pid in SLANG.items():
@@ -161,3 +165,48 @@ def test_a_second_retrain_is_refused_while_one_runs(shop):
     response = retrain(client)
     assert "already queued or running" in response.text
     assert TrainingRun.objects.count() == 1
+
+
+def test_a_worker_killed_during_a_rescore_leaves_the_old_vectors_serving(shop, tmp_path, settings):
+    from django.core.management import call_command
+
+    from shopguide.models import Rescore
+    from shopguide.tasks import rescore
+
+    products, _ = shop
+    Product.objects.bulk_create(Product(external_id=f"f{n}", title=f"Filler product number {n} for chunks")
+                                for n in range(240))
+    call_command("shopguide_train", "--sync", "--epochs", "3", "--no-reranker", "--holdout", "0.25", "--activate",
+                 verbosity=0)
+    model = active_model()
+    word = next(word for word in SLANG if word not in model.heldout_queries)
+    serving = dict(ProductVector.objects.values_list("product_key", "updated_at"))
+    first = recommend(word, limit=1)[0].product
+
+    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "RESCORE_CHUNK_SIZE": 8}
+    purge_queues()  # the refreshes the products' creation queued: not this test's subject
+    worker = Worker(settings.MEDIA_ROOT, tmp_path / "rescore-worker.log")
+    worker.start()
+    try:
+        rescore.apply(args=[model.pk, False, False])  # chunks go to the worker
+        job = Rescore.objects.latest("pk")
+        wait_until(lambda: len(Rescore.objects.get(pk=job.pk).done_chunks) >= 3, 120, "some chunks", worker)
+        worker.kill()
+        job.refresh_from_db()
+        assert job.status == "running" and len(job.done_chunks) < job.chunks
+        assert dict(ProductVector.objects.values_list("product_key", "updated_at")) == serving  # untouched
+        ServingIndex.reset()
+        assert recommend(word, limit=1)[0].product == first
+
+        worker.start()
+        rescore.apply(args=[model.pk, False, False])  # run it again: it completes
+        again = Rescore.objects.latest("pk")
+        wait_until(lambda: Rescore.objects.get(pk=again.pk).status == "succeeded", 180, "the rescore", worker)
+    finally:
+        worker.stop()
+    assert Rescore.objects.get(pk=job.pk).status == "failed"  # superseded, its pending rows gone
+    assert not PendingVector.objects.exists()
+    vectors = dict(ProductVector.objects.values_list("product_key", "updated_at"))
+    assert set(vectors) == set(serving) and all(vectors[key] > serving[key] for key in serving)
+    ServingIndex.reset()
+    assert recommend(word, limit=1)[0].product == first

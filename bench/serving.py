@@ -60,9 +60,15 @@ class Client:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def get(self, path):
+        return self.request("GET", path)
+
+    def post_json(self, path, data):
+        return self.request("POST", path, json.dumps(data).encode(), {"Content-Type": "application/json"})
+
+    def request(self, method, path, body=None, headers=None):
         started = time.perf_counter()
         try:
-            self.connection.request("GET", path)
+            self.connection.request(method, path, body=body, headers=headers or {})
             response = self.connection.getresponse()
             body = response.read()
             status = response.status
@@ -128,6 +134,12 @@ def cycler(items):
             return items[state["i"] % len(items)]
 
     return next_item
+
+
+def prepare_database(env):
+    """Bring the benchmark database up to date: migrations and the cache table."""
+    for command in (["migrate", "--noinput", "-v", "0"], ["createcachetable"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True)
 
 
 def start_server(env, port):
@@ -211,8 +223,7 @@ def main():
         args.database_url = embedded.postgres_url().replace("/shopguide?", "/shopguide_bench_homedepot?")
     env = dict(os.environ, DATABASE_URL=args.database_url, MEDIA_ROOT=args.media_root, TORCH_THREADS="1",
                DEBUG="0", SECRET_KEY="serving-benchmark", ALLOWED_HOSTS="127.0.0.1", PYTHONUNBUFFERED="1")
-    for command in (["migrate", "--noinput", "-v", "0"], ["createcachetable"]):
-        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True)
+    prepare_database(env)
     os.environ.update({key: env[key] for key in ("DATABASE_URL", "MEDIA_ROOT", "TORCH_THREADS", "SECRET_KEY")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django

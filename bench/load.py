@@ -1,0 +1,129 @@
+"""Load test: 50 shoppers at once on the recommendations API and the events endpoint.
+
+    .venv/bin/python bench/load.py [--clients 50] [--seconds 60]
+
+Against the trained Home Depot shop that ``bench/quality.py --datasets homedepot`` left, served
+by gunicorn as in bench/serving.py (per-client event throttling lifted: every request comes
+from 127.0.0.1). Each simulated shopper searches (a real query, so most answers are computed,
+some cached), then posts an impression of every recommendation and a click on one, and starts
+again. Afterwards the events stored in PostgreSQL are counted against the events the server
+acknowledged. Prints a table, writes ``bench/results/load.{json,md}`` and README's table.
+"""
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from publishing import publish  # noqa: E402
+from serving import (  # noqa: E402
+    Client, free_port, percentile, prepare_database, recommendations_path, start_server,
+)
+
+
+def shopper(port, queries, deadline, run_id, out, lock):
+    client, rng = Client(port), random.Random()
+    mine = {"search": [], "events": [], "errors": 0, "acknowledged": 0, "sent": 0}
+    while time.perf_counter() < deadline:
+        query = rng.choice(queries)
+        status, body, ms = client.get(recommendations_path(query))
+        if status != 200:
+            mine["errors"] += 1
+            continue
+        mine["search"].append(ms)
+        products = [item["product"] for item in json.loads(body)["results"]]
+        events = [{"query": query, "product": key, "event": "impression", "session": run_id} for key in products]
+        if products:
+            events.append({"query": query, "product": rng.choice(products), "event": "click", "session": run_id})
+        mine["sent"] += len(events)
+        status, body, ms = client.post_json("/api/shopguide/events/", events)
+        if status != 201:
+            mine["errors"] += 1
+            continue
+        mine["events"].append(ms)
+        mine["acknowledged"] += json.loads(body)["stored"]
+    with lock:
+        for key, value in mine.items():
+            out[key] = out.get(key, [] if isinstance(value, list) else 0) + value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "homedepot")
+    parser.add_argument("--database-url")
+    parser.add_argument("--media-root", default=str(ROOT / "var" / "bench" / "homedepot"))
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    if not args.database_url:
+        from config import embedded
+
+        args.database_url = embedded.postgres_url().replace("/shopguide?", "/shopguide_bench_homedepot?")
+    env = dict(os.environ, DATABASE_URL=args.database_url, MEDIA_ROOT=args.media_root, TORCH_THREADS="1",
+               DEBUG="0", SECRET_KEY="load-benchmark", ALLOWED_HOSTS="127.0.0.1", EVENTS_RATE="none")
+    prepare_database(env)
+    os.environ.update(DATABASE_URL=args.database_url, SECRET_KEY="load-benchmark", DJANGO_SETTINGS_MODULE="config.settings")
+    import django
+
+    django.setup()
+    from shopguide.models import SearchEvent
+
+    with open(args.data / "judgments.csv", newline="") as file:
+        queries = sorted({row["query"] for row in csv.DictReader(file)})
+    run_id = f"load-{uuid.uuid4().hex[:12]}"
+    port = free_port()
+    server = start_server(env, port)
+    out, lock = {}, threading.Lock()
+    try:
+        Client(port).get(recommendations_path("warm up"))
+        deadline = time.perf_counter() + args.seconds
+        threads = [threading.Thread(target=shopper, args=(port, queries, deadline, run_id, out, lock))
+                   for _ in range(args.clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    stored = SearchEvent.objects.filter(session=run_id).count()
+    results = {
+        "clients": args.clients, "seconds": round(elapsed, 1), "searches": len(out["search"]),
+        "event_posts": len(out["events"]), "errors": out["errors"], "events_sent": out["sent"],
+        "events_acknowledged": out["acknowledged"], "events_stored": stored,
+        "search_p50_ms": round(percentile(out["search"], 0.5), 1), "search_p99_ms": round(percentile(out["search"], 0.99), 1),
+        "events_p50_ms": round(percentile(out["events"], 0.5), 1), "events_p99_ms": round(percentile(out["events"], 0.99), 1),
+        "requests_per_s": round((len(out["search"]) + len(out["events"]) + out["errors"]) / elapsed, 1),
+    }
+    publish("load", results, table(results))
+
+
+def table(r):
+    return "\n".join([
+        f"{r['clients']} concurrent shoppers for {r['seconds']:.0f} s against one gunicorn worker (8 threads), "
+        "Home Depot catalogue, trained version serving.",
+        "",
+        "| measure | result |",
+        "|---|---|",
+        f"| requests (searches + event posts), errors | {r['searches']} + {r['event_posts']}, {r['errors']} errors |",
+        f"| requests/s | {r['requests_per_s']} |",
+        f"| recommendations p50 / p99 | {r['search_p50_ms']} / {r['search_p99_ms']} ms |",
+        f"| event posts p50 / p99 | {r['events_p50_ms']} / {r['events_p99_ms']} ms |",
+        f"| events sent / acknowledged / stored in PostgreSQL | {r['events_sent']} / {r['events_acknowledged']} / "
+        f"{r['events_stored']} |",
+    ])
+
+
+if __name__ == "__main__":
+    main()

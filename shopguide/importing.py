@@ -20,7 +20,8 @@ from .models import Judgment, SearchEvent
 
 BATCH_SIZE = 2000
 MAX_PROBLEMS_SHOWN = 20
-csv.field_size_limit(64 * 1024 * 1024)
+csv.field_size_limit(64 * 1024 * 1024)  # read huge fields, to report them with their line
+MAX_FIELD = 100_000  # characters in one field: far more than any product text needs
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ def read_csv(source, required, optional=()):
                 continue
             if len(values) != len(header):
                 table.problem(start, f"{len(values)} fields, the header has {len(header)}")
+                continue
+            oversized = [(header[index], len(value)) for index, value in enumerate(values) if len(value) > MAX_FIELD]
+            if oversized:
+                column, size = oversized[0]
+                table.problem(start, f"{column}: {size:,} characters; a field may have at most {MAX_FIELD:,}")
                 continue
             table.rows.append((start, {name: values[index].strip() for name, index in positions.items()}))
     except csv.Error as exc:

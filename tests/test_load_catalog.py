@@ -94,6 +94,8 @@ BROKEN = [
     ("products.csv", PRODUCTS + "p9,,,,,\n", "products.csv:5: title: empty"),
     ("products.csv", PRODUCTS + "p9,Too few fields\n", "products.csv:5: 2 fields, the header has 6"),
     ("products.csv", PRODUCTS.encode() + "p9,Caf\xe9 table,,,,\n".encode("latin-1"), "products.csv:5: not valid UTF-8"),
+    ("products.csv", PRODUCTS + "p9,Table," + "x" * 10_000_000 + ",,,\n",
+     "products.csv:5: description: 10,000,000 characters; a field may have at most 100,000"),
     ("judgments.csv", JUDGMENTS + "drill,p404,3,train\n", "judgments.csv:5: product_id: unknown product 'p404'"),
     ("judgments.csv", JUDGMENTS + "drill,p1,-1,train\n", "judgments.csv:5: grade: '-1' must be a number >= 0"),
     ("judgments.csv", JUDGMENTS + "drill,p1,high,train\n", "judgments.csv:5: grade: 'high' is not a number"),

@@ -81,6 +81,10 @@ def demo_shop(settings, tmp_path):
     call_command("load_catalog", str(DEMO_DATA), verbosity=0)
 
 
+def clicks_on(key, query="cordless drill"):
+    return SearchEvent.objects.filter(event="click", product_key=key, query_norm=query).count()
+
+
 def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_server, page, demo_shop):
     page.goto(live_server.url)
     page.fill("input[name=q]", "cordless drill")
@@ -88,8 +92,13 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     page.wait_for_url("**/search/?q=cordless+drill")
     assert "cordless drill" in page.inner_text("h1").lower()
     assert page.locator(".card").count() > 0
+    result = page.locator(".card").first.get_attribute("data-shopguide-product")
+    clicks = clicks_on(result)
     page.locator(".card a").first.click()
     opened = page.inner_text("h1")
+    # The search results reported what was shown and what was opened.
+    wait_until(lambda: clicks_on(result) == clicks + 1)
+    assert SearchEvent.objects.filter(event="impression", product_key=result, session__gt="").exists()
 
     strip = page.locator(".shopguide-strip")
     assert strip.locator("h2").inner_text() == "Recommended for your search"
@@ -99,14 +108,15 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     reasons = strip.locator(".shopguide-card__reason").all_inner_texts()
     assert all(reason.startswith("matches") for reason in reasons[:3]), reasons
     keys = strip.locator(".shopguide-card").evaluate_all("cards => cards.map(c => c.dataset.shopguideProduct)")
-    wait_until(lambda: set(keys) <= set(SearchEvent.objects.filter(event="impression", query_norm="cordless drill")
-                                        .values_list("product_key", flat=True)))
+    wait_until(lambda: set(keys) <= set(SearchEvent.objects.filter(event="impression", query_norm="cordless drill",
+                                                                    session__gt="").values_list("product_key", flat=True)))
 
     chosen = strip.locator(".shopguide-card").first
     key = chosen.get_attribute("data-shopguide-product")
+    clicks = clicks_on(key)
     chosen.locator("a").click()
     page.wait_for_url(f"**/product/{key}/?q=cordless%20drill")
-    wait_until(lambda: SearchEvent.objects.filter(event="click", product_key=key, query_norm="cordless drill").exists())
+    wait_until(lambda: clicks_on(key) == clicks + 1)
     assert page.inner_text("h1") == titles[0]
     screenshots(page, "shopper-product-page")
 

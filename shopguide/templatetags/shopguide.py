@@ -4,13 +4,16 @@
 ``Recommendation`` (``product``, ``score``, ``reason``) in the context;
 ``{% shopguide_recommendations query limit=8 exclude=product %}`` renders the styled
 "Recommended for your search" strip (template ``shopguide/recommendations.html``, which a
-shop can override). Without a query both read ``?q=`` and then the session's last search.
+shop can override). ``<div {% shopguide_tracking query %}>`` makes any list of
+``data-shopguide-product`` elements (search results) report impressions and clicks. Without a query both read ``?q=`` and then the session's last search.
 Neither ever raises: a failure is logged and shows nothing.
 """
 
 import logging
 
 from django import template
+from django.urls import reverse
+from django.utils.html import format_html
 
 from ..services import LAST_QUERY_SESSION_KEY, recommend, shopper_id
 
@@ -42,6 +45,16 @@ def safe_recommend(query, limit, exclude):
 @register.simple_tag(takes_context=True)
 def recommended_for_search(context, query=None, limit=8, exclude=None):
     return safe_recommend(query_from(context, query), limit, exclude)
+
+
+@register.simple_tag(takes_context=True)
+def shopguide_tracking(context, query=None):
+    """Attributes that make an element's ``data-shopguide-product`` children report their
+    impressions and clicks for ``query`` (load ``shopguide/tracking.js`` on the page)."""
+    request = context.get("request")
+    return format_html('data-shopguide-events="{}" data-shopguide-query="{}" data-shopguide-session="{}"',
+                       reverse("shopguide-api:events"), query_from(context, query),
+                       shopper_id(request) if request is not None else "")
 
 
 @register.inclusion_tag("shopguide/recommendations.html", takes_context=True)

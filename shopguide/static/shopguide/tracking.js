@@ -1,4 +1,5 @@
-// Reports which recommendations a shopper saw and which one they opened, without delaying the
+// Reports which products a shopper saw (in a recommendation strip, or any list marked with
+// data-shopguide-events, such as search results) and which one they opened, without delaying the
 // page: impressions go once the strip has rendered, clicks as a keepalive request that
 // outlives the page, so following the link is never held up. Events feed the next training.
 (function () {
@@ -26,6 +27,6 @@
     });
     if (seen.length) { send(url, seen); }
   }
-  function start() { document.querySelectorAll(".shopguide-strip[data-shopguide-events]").forEach(track); }
+  function start() { document.querySelectorAll("[data-shopguide-events]").forEach(track); }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();

@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework import authentication, generics, serializers, status
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.pagination import PageNumberPagination
@@ -53,11 +53,22 @@ def shopguide_exception_handler(exc, context):
     return response
 
 
+class BasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic, refusing credentials PostgreSQL cannot even look up (a NUL character made
+    DRF's own class fail with a server error)."""
+
+    def authenticate_credentials(self, userid, password, request=None):
+        if "\x00" in userid or "\x00" in password:
+            raise AuthenticationFailed("Invalid username/password.")
+        return super().authenticate_credentials(userid, password, request)
+
+
 class ShopguideView:
-    """Shared by every shopguide view: the OpenAPI schema and the one error shape, whatever
-    the host project's REST_FRAMEWORK settings are."""
+    """Shared by every shopguide view: the OpenAPI schema, session or HTTP Basic sign-in and
+    the one error shape, whatever the host project's REST_FRAMEWORK settings are."""
 
     schema = AutoSchema()
+    authentication_classes = [authentication.SessionAuthentication, BasicAuthentication]
 
     def get_exception_handler(self):
         return shopguide_exception_handler

@@ -51,7 +51,7 @@ class InProcessVectors:
     """Exact cosine over vectors held in memory."""
 
     def __init__(self, vectors):
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, 384)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
     def cosines(self, query_vector, keys, wanted):
         return self.vectors @ query_vector

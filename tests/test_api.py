@@ -120,3 +120,11 @@ def test_openapi_schema_and_docs_page(client, products):
     assert {"q", "limit", "exclude"} <= parameters
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_credentials_with_a_nul_character_are_refused_not_a_server_error(client, products):
+    import base64
+
+    token = base64.b64encode("ad\x00min:pw".encode()).decode()
+    response = client.get("/api/shopguide/models/", HTTP_AUTHORIZATION=f"Basic {token}")
+    assert response.status_code in (401, 403) and response.json()["error"]["code"] == "authentication_failed"

@@ -131,9 +131,8 @@ def ranked_for(normalized):
     else:
         found = index.rank(normalized)
         top = found.keys[:CACHED_DEPTH]
-        texts = {key: index.catalogue.texts[index.catalogue.positions[key]] for key in top}
         choices = shopper_choices(normalized, top)
-        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, texts, choices))
+        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, found.texts, choices))
                   for rank, key in enumerate(top)]
     if not ranked:
         ranked = [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 import numpy as np
 from django.db import connection
@@ -45,6 +46,13 @@ class Ranked:
     lexical: set  # keys found by stemmed BM25 (they share a word with the query)
     spelling: set  # keys found only by trigram BM25 (close spelling)
     reranked: bool = False  # the cross-encoder reordered the top
+    texts: dict = None  # key -> serving text, for the keys above
+
+
+class Snapshot(NamedTuple):
+    catalogue: CatalogueIndex  # serving texts and their lexical indexes
+    vectors: object  # InProcessVectors or PgvectorVectors
+    alive: set  # keys that may be recommended
 
 
 class InProcessVectors:
@@ -56,11 +64,13 @@ class InProcessVectors:
     def cosines(self, query_vector, keys, wanted):
         return self.vectors @ query_vector
 
-    def set(self, index, vector):
-        if index == len(self.vectors):
-            self.vectors = np.vstack([self.vectors, np.asarray(vector, dtype=np.float32)[None, :]])
-        else:
-            self.vectors[index] = vector
+    def updated(self, positions, rows):
+        """A copy with ``rows`` (position -> vector) replaced or appended."""
+        vectors = np.zeros((len(positions), self.vectors.shape[1]), dtype=np.float32)
+        vectors[: len(self.vectors)] = self.vectors
+        for index, vector in rows.items():
+            vectors[index] = vector
+        return InProcessVectors(vectors)
 
     def neighbours(self, index, limit):
         return top_indices(self.vectors @ self.vectors[index], limit + 1)
@@ -99,8 +109,8 @@ class PgvectorVectors:
                 cosine[index] = value
         return cosine
 
-    def set(self, index, vector):
-        pass  # the database holds the vectors
+    def updated(self, positions, rows):
+        return PgvectorVectors(positions)  # the database holds the vectors
 
     def neighbours(self, index, limit):
         keys = list(self.positions)
@@ -140,7 +150,6 @@ class ServingIndex:
         self.rerank_depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", 30)
         self.rerank_seconds = 0.0  # running estimate of one reranking's cost
         self.pgvector = has_pgvector(connection)
-        self.alive = set()
         self.load()
 
     def load(self):
@@ -148,14 +157,19 @@ class ServingIndex:
         rows = ProductVector.objects.filter(model=self.model).order_by("product_key")
         if self.pgvector:
             keys, texts = zip(*rows.values_list("product_key", "text")) if rows.exists() else ((), ())
-            self.catalogue = CatalogueIndex(keys, texts)
-            self.vectors = PgvectorVectors(self.catalogue.positions)
+            catalogue = CatalogueIndex(keys, texts)
+            vectors = PgvectorVectors(catalogue.positions)
         else:
             loaded = list(rows.values_list("product_key", "text", "embedding"))
             keys, texts, vectors = zip(*loaded) if loaded else ((), (), ())
-            self.catalogue = CatalogueIndex(keys, texts)
-            self.vectors = InProcessVectors(np.stack(vectors) if vectors else np.zeros((0, 384)))
-        self.alive = set(keys)
+            catalogue = CatalogueIndex(keys, texts)
+            vectors = InProcessVectors(np.stack(vectors) if vectors else np.zeros((0, 384)))
+        self.snapshot = Snapshot(catalogue, vectors, set(keys))
+
+    # What one query reads: replaced as a whole, never changed in place.
+    catalogue = property(lambda self: self.snapshot.catalogue)
+    vectors = property(lambda self: self.snapshot.vectors)
+    alive = property(lambda self: self.snapshot.alive)
 
     @staticmethod
     def database_now():
@@ -171,15 +185,16 @@ class ServingIndex:
         present = set(ProductVector.objects.filter(model=self.model).values_list("product_key", flat=True))
         texts = {key: text for key, text, _ in updated}
         texts.update({key: "" for key in self.alive - present})  # removed: no terms left to match
-        self.catalogue.update(texts)
-        for key, _, vector in updated:
-            self.vectors.set(self.catalogue.positions[key], vector)
-        self.alive = present
+        # Queries under way keep the catalogue and vectors they started with.
+        catalogue = self.catalogue.updated(texts)
+        vectors = self.vectors.updated(catalogue.positions,
+                                       {catalogue.positions[key]: vector for key, _, vector in updated})
+        self.snapshot = Snapshot(catalogue, vectors, present)
         self.synced_at, self.changes = synced_at, changes
 
     def rank(self, query):
         started = time.monotonic()
-        catalogue = self.catalogue
+        catalogue, vectors, alive = self.snapshot
         if not catalogue.keys:
             return Ranked([], set(), set())
         bm25 = catalogue.bm25.scores(query)
@@ -188,16 +203,17 @@ class ServingIndex:
         bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
         query_vector = self.encoder.encode_queries([query])[0]
         wanted = set(bm25_top.tolist()) | set(trigram_top.tolist())
-        cosine = self.vectors.cosines(query_vector, catalogue.keys, wanted)
+        cosine = vectors.cosines(query_vector, catalogue.keys, wanted)
         candidates = catalogue.features.candidates(query, cosine, bm25, trigram, coverage)
         order = self.ranker.order(candidates) if self.ranker else candidates.indices
-        keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in self.alive]
+        keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in alive]
         lexical = {catalogue.keys[index] for index in bm25_top}
         spelling = {catalogue.keys[index] for index in trigram_top} - lexical
-        reranked = self.maybe_rerank(query, keys, time.monotonic() - started)
-        return Ranked(reranked or keys, lexical, spelling, reranked is not None)
+        reranked = self.maybe_rerank(catalogue, query, keys, time.monotonic() - started)
+        texts = {key: catalogue.texts[catalogue.positions[key]] for key in keys}
+        return Ranked(reranked or keys, lexical, spelling, reranked is not None, texts)
 
-    def maybe_rerank(self, query, keys, spent):
+    def maybe_rerank(self, catalogue, query, keys, spent):
         """The version's cross-encoder blended into the top ``rerank_depth``, when the version
         has one (training keeps it only where it helped on held-out queries) and it is
         expected to fit in ``RERANK_BUDGET_MS`` with what the query has cost so far."""
@@ -205,7 +221,6 @@ class ServingIndex:
         if self.reranker is None or spent + self.rerank_seconds > budget:
             return None
         started = time.monotonic()
-        catalogue = self.catalogue
         top = keys[: self.rerank_depth]
         scores = self.reranker.score(query, [catalogue.texts[catalogue.positions[key]] for key in top])
         self.rerank_seconds = 0.8 * self.rerank_seconds + 0.2 * (time.monotonic() - started) if self.rerank_seconds \
@@ -214,11 +229,12 @@ class ServingIndex:
 
     def similar(self, key, limit):
         """Keys of the products closest to ``key`` in the version's vector space."""
-        index = self.catalogue.positions.get(key)
-        if index is None or key not in self.alive:
+        catalogue, vectors, alive = self.snapshot
+        index = catalogue.positions.get(key)
+        if index is None or key not in alive:
             return []
-        keys = self.catalogue.keys
-        return [keys[i] for i in self.vectors.neighbours(index, limit) if i != index and keys[i] in self.alive][:limit]
+        keys = catalogue.keys
+        return [keys[i] for i in vectors.neighbours(index, limit) if i != index and keys[i] in alive][:limit]
 
     # -- the process-wide instance ------------------------------------------------------------
 

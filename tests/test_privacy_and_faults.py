@@ -74,10 +74,26 @@ def test_a_lost_database_connection_is_a_503_with_a_retry_hint():
 
 
 @pytest.mark.django_db
-def test_with_the_broker_down_pages_serve_events_store_and_training_says_why(django_user_model, monkeypatch):
+def drop_broker_connections():
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def broker_down():
+    """The broker is gone: nothing listens where the app sends its messages."""
+    url = celery_app.conf.broker_url
+    drop_broker_connections()
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    yield
+    drop_broker_connections()
+    celery_app.conf.broker_url = url
+
+
+def test_with_the_broker_down_pages_serve_events_store_and_training_says_why(django_user_model, broker_down):
     product = Product.objects.create(external_id="x1", title="Cordless drill")
-    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")  # nothing listens there
-    monkeypatch.setattr(celery_app, "_pool", None)
     client = Client()
     assert client.get("/search/", {"q": "drill"}).status_code == 200
     body = client.get("/api/shopguide/recommendations/", {"q": "drill"}).json()

@@ -1,5 +1,6 @@
 """BM25 over product texts, with English stemming: the lexical side of hybrid retrieval."""
 
+import copy
 import re
 
 import numpy as np
@@ -73,6 +74,12 @@ class BM25Index:
         for row, length in lengths.items():
             self.lengths[row] = length
         self._weigh()
+
+    def copy(self):
+        """An independent copy to ``update`` while readers keep using this one."""
+        twin = copy.copy(self)
+        twin.keys, twin.positions, twin.vocabulary = list(self.keys), dict(self.positions), dict(self.vocabulary)
+        return twin
 
     def _weigh(self):
         shape = (len(self.keys), max(len(self.vocabulary), 1))

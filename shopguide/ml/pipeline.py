@@ -11,6 +11,7 @@ stores what comes out.
    held-out queries; weight 0 means the reranker is not used.
 """
 
+import copy
 import hashlib
 import json
 import math
@@ -145,6 +146,15 @@ class CatalogueIndex:
         self.trigram = BM25Index(self.keys, self.texts, analyzer=trigrams)
         self.features = FeatureBuilder(list(self.texts))
         self.positions = dict(self.bm25.positions)
+
+    def updated(self, changes):
+        """A copy with ``changes`` applied (see ``update``); readers of this index are not
+        disturbed, so a serving process can swap the copy in between two queries."""
+        twin = copy.copy(self)
+        twin.keys, twin.texts, twin.positions = list(self.keys), list(self.texts), dict(self.positions)
+        twin.bm25, twin.trigram, twin.features = self.bm25.copy(), self.trigram.copy(), self.features.copy()
+        twin.update(changes)
+        return twin
 
     def update(self, changes):
         """Replace or append product texts (``changes``: key -> text); positions of known keys

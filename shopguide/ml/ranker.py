@@ -67,6 +67,12 @@ class FeatureBuilder:
         self.terms = [self.analyzer(text) for text in texts]
         self.lowered = [text.lower() for text in texts]
 
+    def copy(self):
+        twin = FeatureBuilder.__new__(FeatureBuilder)
+        twin.analyzer, twin.texts = self.analyzer, list(self.texts)
+        twin.terms, twin.lowered = list(self.terms), list(self.lowered)
+        return twin
+
     def set_text(self, index, text):
         """Replace the text at ``index``, or append it when ``index`` is the next position."""
         if index == len(self.texts):

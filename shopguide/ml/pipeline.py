@@ -53,7 +53,9 @@ class PipelineConfig:
     cross_encoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
     max_pairs: int = 12_000
     min_retriever_steps: int = 30  # a small shop makes several passes over its few pairs
-    min_ranker_queries: int = 20  # fewer fit queries than this keep plain fusion
+    # Fewer fit queries than this cannot tell whether a learned fusion or a reranker helps:
+    # plain fusion stands and no reranker is trained.
+    min_ranker_queries: int = 20
     positives_per_query: int = 4
     hard_negatives: int = 1
     hard_negative_depth: int = 30  # mine among the base model's top results
@@ -338,7 +340,7 @@ class Pipeline:
         if tuned.ranker:
             (self.output_dir / RANKER_FILE).write_text(json.dumps(tuned.ranker.to_dict()))
         reranker_weight = 0.0
-        if config.reranker and self.data.train_queries:
+        if config.reranker and self.data.train_queries and len(self.fit_queries) >= config.min_ranker_queries:
             reranker = CrossEncoder(self.base_model)
             queries = self.rng.sample(self.data.train_queries, min(len(self.data.train_queries), config.reranker_max_examples // 4))
             examples = self.reranker_examples(tuned.hybrid(queries))

@@ -41,7 +41,7 @@ def test_pipeline_trains_evaluates_and_stores_a_version(tmp_path):
     config = PipelineConfig(
         bi_encoder=BiEncoderConfig(epochs=2, batch_size=4),
         cross_encoder=CrossEncoderConfig(epochs=1, batch_size=8),
-        rerank_depth=4, min_retriever_steps=4,
+        rerank_depth=4, min_retriever_steps=4, min_ranker_queries=1,
     )
     stages = set()
     outcome = Pipeline(data, tmp_path / "v1", config, progress=lambda stage, *rest: stages.add(stage)).run()
@@ -55,6 +55,16 @@ def test_pipeline_trains_evaluates_and_stores_a_version(tmp_path):
     assert (tmp_path / "v1" / "product_vectors.npy").is_file()
     assert (tmp_path / "v1" / "reranker").is_dir() == (outcome.reranker_weight > 0)
     assert Encoder(tmp_path / "v1" / "encoder").encode(["x"]).shape == (1, 384)
+
+
+def test_too_few_heldout_queries_to_judge_a_reranker_train_none(tmp_path):
+    data = RecommenderData(PRODUCTS, {word: {key: 2.0} for word, key in SLANG.items()},
+                           train_queries=list(SLANG)[:6], heldout_queries=list(SLANG)[6:])
+    config = PipelineConfig(bi_encoder=BiEncoderConfig(epochs=1, batch_size=4), min_retriever_steps=2)
+    stages = set()
+    outcome = Pipeline(data, tmp_path / "v1", config, progress=lambda stage, *rest: stages.add(stage)).run()
+    assert outcome.reranker_weight == 0 and "training reranker" not in stages
+    assert not (tmp_path / "v1" / "reranker").exists()
 
 
 def test_cold_start_makes_queries_from_titles():

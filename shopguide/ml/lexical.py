@@ -2,6 +2,7 @@
 
 import copy
 import re
+from array import array
 
 import numpy as np
 import Stemmer
@@ -35,8 +36,10 @@ class BM25Index:
         self.positions = {}
         self.analyzer = analyzer or Analyzer()
         self.vocabulary = {}
-        self._rows = np.zeros(0, dtype=np.int64)
-        self._columns = np.zeros(0, dtype=np.int64)
+        # The (document, term, count) triples, kept to re-weigh after an update; typed arrays
+        # all the way, so building a large catalogue's index leaves no heap of Python ints.
+        self._rows = np.zeros(0, dtype=np.int32)
+        self._columns = np.zeros(0, dtype=np.int32)
         self._counts = np.zeros(0, dtype=np.float32)
         self.lengths = np.zeros(0, dtype=np.float32)
         self.update(dict(zip(keys, texts)))
@@ -54,7 +57,7 @@ class BM25Index:
 
     def update(self, changes):
         """Replace the text of known keys and append new ones (``changes``: key -> text)."""
-        rows, columns, counts, replaced = [], [], [], []
+        rows, columns, counts, replaced = array("i"), array("i"), array("f"), []
         lengths = {}
         for key, text in changes.items():
             row = self.positions.get(key)
@@ -67,9 +70,9 @@ class BM25Index:
         if replaced:
             keep = ~np.isin(self._rows, replaced)
             self._rows, self._columns, self._counts = self._rows[keep], self._columns[keep], self._counts[keep]
-        self._rows = np.concatenate([self._rows, np.asarray(rows, dtype=np.int64)])
-        self._columns = np.concatenate([self._columns, np.asarray(columns, dtype=np.int64)])
-        self._counts = np.concatenate([self._counts, np.asarray(counts, dtype=np.float32)])
+        self._rows = np.concatenate([self._rows, np.frombuffer(rows, dtype=np.int32)])
+        self._columns = np.concatenate([self._columns, np.frombuffer(columns, dtype=np.int32)])
+        self._counts = np.concatenate([self._counts, np.frombuffer(counts, dtype=np.float32)])
         self.lengths = np.concatenate([self.lengths, np.zeros(len(self.keys) - len(self.lengths), dtype=np.float32)])
         for row, length in lengths.items():
             self.lengths[row] = length

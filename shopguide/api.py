@@ -25,7 +25,8 @@ from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .ml.text import normalize_query
 from .models import RecommenderModel, SearchEvent, TrainingRun
-from .services import MAX_LIMIT, MAX_QUERY_LENGTH, recommend
+from .serving import ServingIndex
+from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend
 from .versions import active_model
 
 MAX_EVENTS_PER_REQUEST = 100
@@ -98,6 +99,9 @@ class RecommendationSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text="Why it is recommended, in words a shopper can read.")
 
 
+responses = LocalCache(size=4096)
+
+
 class RecommendationsView(ShopguideView, APIView):
     permission_classes = [AllowAny]
 
@@ -113,9 +117,18 @@ class RecommendationsView(ShopguideView, APIView):
     def get(self, request):
         params = RecommendationQuery(data=request.query_params)
         params.is_valid(raise_exception=True)
-        query = params.validated_data["q"]
-        items = recommend(query, exclude=params.validated_data["exclude"], limit=params.validated_data["limit"],
-                          user=request.user)
+        query, limit, exclude = (params.validated_data[name] for name in ("q", "limit", "exclude"))
+        # Whole answers are kept in this process too, keyed by the serving state like the
+        # shared cache: a repeated search costs no database query at all.
+        key = (ServingIndex.state(), normalize_query(query), limit, tuple(exclude))
+        body = responses.get(key)
+        if body is None:
+            body = self.answer(query, limit, exclude)
+            responses.set(key, body, shopguide_settings.CACHE_TIMEOUT)
+        return Response({**body, "query": query})
+
+    def answer(self, query, limit, exclude):
+        items = recommend(query, exclude=exclude, limit=limit)
         source = get_catalog_source()
         results = [{
             "product": source.key(item.product),
@@ -126,7 +139,7 @@ class RecommendationsView(ShopguideView, APIView):
             "reason": item.reason,
         } for item in items]
         model = active_model()
-        return Response({"query": query, "model_version": model.version if model else None, "results": results})
+        return {"model_version": model.version if model else None, "results": results}
 
 
 class EventSerializer(serializers.Serializer):

@@ -13,6 +13,9 @@ a rescore or a product refresh retires every cached list at once.
 
 import hashlib
 import logging
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
@@ -35,6 +38,33 @@ CACHED_DEPTH = 60  # ranked keys kept per query: room for exclusions and unavail
 FTS_CONFIG = "english"
 CACHE_ALIAS = "default"
 LAST_QUERY_SESSION_KEY = "shopguide_last_query"
+
+
+class LocalCache:
+    """A small least-recently-used cache with expiry in this process's memory, thread-safe."""
+
+    def __init__(self, size):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            item = self.items.get(key)
+            if item is None or item[1] < time.monotonic():
+                self.items.pop(key, None)
+                return None
+            self.items.move_to_end(key)
+            return item[0]
+
+    def set(self, key, value, timeout):
+        with self.lock:
+            self.items[key] = (value, time.monotonic() + timeout)
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+    def clear(self):
+        with self.lock:
+            self.items.clear()
 
 
 @dataclass

@@ -1,6 +1,14 @@
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def fresh_response_cache():
+    """Each test starts without the API's in-process answers of an earlier one."""
+    from shopguide.api import responses
+
+    responses.clear()
+
+
 @pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")

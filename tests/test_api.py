@@ -1,9 +1,11 @@
 """The REST API under /api/shopguide/ and its OpenAPI schema, on real PostgreSQL."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.core.cache import cache
 
-from shopguide.models import RecommenderModel, SearchEvent, TrainingRun
+from shopguide.models import RecommenderModel, SearchEvent, ServingState, TrainingRun
 from shopguide.serving import ServingIndex
 
 from tests.conftest import trained_slang_shop
@@ -128,3 +130,16 @@ def test_credentials_with_a_nul_character_are_refused_not_a_server_error(client,
     token = base64.b64encode("ad\x00min:pw".encode()).decode()
     response = client.get("/api/shopguide/models/", HTTP_AUTHORIZATION=f"Basic {token}")
     assert response.status_code in (401, 403) and response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_repeated_search_is_answered_without_touching_the_database(client, products, django_assert_num_queries):
+    word = trained_word()
+    first = client.get(URL, {"q": word, "limit": 4}).json()
+    with django_assert_num_queries(0):
+        again = client.get(URL, {"q": f"  {word.upper()} ", "limit": 4}).json()
+    assert again["results"] == first["results"] and again["query"] == f"{word.upper()}"
+    ServingState.bump()  # any change to the serving vectors retires the answer
+    ServingIndex.reset()
+    with CaptureQueriesContext(connection) as queries:
+        client.get(URL, {"q": word, "limit": 4})
+    assert len(queries) > 0

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 EF_SEARCH = 200  # HNSW returns at most ef_search rows: keep it well above DEPTH
 STATE_TTL = 1.0  # seconds a process trusts the ServingState it read last
-CLOCK_SLACK = timedelta(minutes=2)  # rows updated this long before a sync are read again
+CLOCK_SLACK = timedelta(seconds=5)  # rows updated this long before a sync are read again
 
 
 @dataclass
@@ -178,17 +178,20 @@ class ServingIndex:
             return cursor.fetchone()[0]
 
     def apply_changes(self, changes):
-        """Bring single-product refreshes in: new or changed rows, and removed products."""
+        """Bring single-product refreshes in: new or changed rows, and removed products. Only
+        texts that changed are analysed again (a recent rescore's rows are read but skipped)."""
         synced_at = self.database_now()
         rows = ProductVector.objects.filter(model=self.model, updated_at__gte=self.synced_at - CLOCK_SLACK)
-        updated = list(rows.values_list("product_key", "text", "embedding"))
+        updated = list(rows.values_list("product_key", "text", *(() if self.pgvector else ("embedding",))))
         present = set(ProductVector.objects.filter(model=self.model).values_list("product_key", flat=True))
-        texts = {key: text for key, text, _ in updated}
+        current = self.catalogue
+        texts = {row[0]: row[1] for row in updated
+                 if row[0] not in current.positions or current.texts[current.positions[row[0]]] != row[1]}
         texts.update({key: "" for key in self.alive - present})  # removed: no terms left to match
         # Queries under way keep the catalogue and vectors they started with.
-        catalogue = self.catalogue.updated(texts)
+        catalogue = current.updated(texts) if texts else current
         vectors = self.vectors.updated(catalogue.positions,
-                                       {catalogue.positions[key]: vector for key, _, vector in updated})
+                                       {} if self.pgvector else {catalogue.positions[row[0]]: row[2] for row in updated})
         self.snapshot = Snapshot(catalogue, vectors, present)
         self.synced_at, self.changes = synced_at, changes
 

@@ -133,3 +133,33 @@ def test_judgment_upload_is_staff_only(users, products):
     assert response.status_code == 302
     assert upload(users["shopper"], "query,product_id,grade\nhose,a1,2\n").redirect_chain[-1][0].startswith("/admin/login/")
     assert not Judgment.objects.exists()
+
+
+ADMIN_ACTIONS = ["activate_versions", "roll_back", "rescore_catalogue"]
+
+
+@pytest.mark.parametrize("who", ["anonymous", "shopper"])
+def test_no_shopguide_admin_page_or_action_is_open_to_non_staff(users, version, who):
+    client = Client() if who == "anonymous" else users["shopper"]
+    run = TrainingRun.objects.create()
+    pages = [
+        reverse("admin:shopguide_recommendermodel_changelist"),
+        reverse("admin:shopguide_recommendermodel_change", args=[version.pk]),
+        reverse("admin:shopguide_trainingrun_changelist"),
+        reverse("admin:shopguide_trainingrun_change", args=[run.pk]),
+        reverse("admin:shopguide_trainingrun_progress", args=[run.pk]),
+        reverse("admin:shopguide_judgment_changelist"),
+        reverse("admin:shopguide_judgment_upload"),
+        reverse("admin:shopguide_rescore_changelist"),
+        reverse("admin:shopguide_searchevent_changelist"),
+    ]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    for action in ADMIN_ACTIONS:
+        response = client.post(reverse("admin:shopguide_recommendermodel_changelist"),
+                               {"action": action, "_selected_action": [version.pk]})
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], action
+    assert client.post(reverse(RETRAIN)).status_code == 302
+    version.refresh_from_db()
+    assert not version.is_active and TrainingRun.objects.count() == 1

@@ -27,7 +27,6 @@ from .ml.text import normalize_query
 from .models import RecommenderModel, SearchEvent, TrainingRun
 from .serving import ServingIndex
 from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend
-from .versions import active_model
 
 MAX_EVENTS_PER_REQUEST = 100
 MAX_EXCLUDED = 50
@@ -138,8 +137,8 @@ class RecommendationsView(ShopguideView, APIView):
             "score": item.score,
             "reason": item.reason,
         } for item in items]
-        model = active_model()
-        return {"model_version": model.version if model else None, "results": results}
+        index = ServingIndex.get()  # the version that answered; None when full-text search did
+        return {"model_version": index.model.version if index else None, "results": results}
 
 
 class EventSerializer(serializers.Serializer):

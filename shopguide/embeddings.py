@@ -9,6 +9,8 @@ from django.db import models
 from django.db.backends.signals import connection_created
 
 _PGVECTOR = {}  # database alias -> whether the vector extension is installed
+# HNSW searches return at most ef_search rows: well above the 100 candidates serving takes.
+EF_SEARCH = 200
 
 
 def has_pgvector(connection):
@@ -36,6 +38,8 @@ def register_pgvector(sender, connection, **kwargs):
         from pgvector.psycopg import register_vector
 
         register_vector(connection.connection)
+        with connection.connection.cursor() as cursor:
+            cursor.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
 
 
 connection_created.connect(register_pgvector)

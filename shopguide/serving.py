@@ -33,7 +33,6 @@ from .versions import active_model
 
 logger = logging.getLogger(__name__)
 
-EF_SEARCH = 200  # HNSW returns at most ef_search rows: keep it well above DEPTH
 STATE_TTL = 1.0  # seconds a process trusts the ServingState it read last
 CLOCK_SLACK = timedelta(seconds=5)  # rows updated this long before a sync are read again
 
@@ -86,23 +85,16 @@ class PgvectorVectors:
         """A cosine for every catalogue position: the HNSW top ``DEPTH`` and ``wanted`` positions
         exactly, -1 for the rest (they cannot be in any top list)."""
         cosine = np.full(len(keys), -1.0, dtype=np.float32)
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+        with connection.cursor() as cursor:  # hnsw.ef_search is set when the connection opens
+            # One round trip: the nearest DEPTH by the index, and the wanted ones exactly.
             cursor.execute(
-                "SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
-                "ORDER BY embedding <=> %s LIMIT %s",
-                [query_vector, query_vector, DEPTH],
+                "(SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
+                " ORDER BY embedding <=> %s LIMIT %s) "
+                "UNION ALL SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
+                "WHERE product_key = ANY(%s)",
+                [query_vector, query_vector, DEPTH, query_vector, [keys[index] for index in wanted]],
             )
             rows = cursor.fetchall()
-            found = {key for key, _ in rows}
-            missing = [keys[index] for index in wanted if keys[index] not in found]
-            if missing:
-                cursor.execute(
-                    "SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
-                    "WHERE product_key = ANY(%s)",
-                    [query_vector, missing],
-                )
-                rows += cursor.fetchall()
         for key, value in rows:
             index = self.positions.get(key)
             if index is not None:
@@ -115,7 +107,6 @@ class PgvectorVectors:
     def neighbours(self, index, limit):
         keys = list(self.positions)
         with connection.cursor() as cursor:
-            cursor.execute(f"SET hnsw.ef_search = {max(EF_SEARCH, limit + 1)}")
             cursor.execute(
                 "SELECT v.product_key FROM shopguide_productvector v, "
                 "(SELECT embedding FROM shopguide_productvector WHERE product_key = %s) AS this "

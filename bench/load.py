@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import trained_shop  # noqa: E402
 from publishing import publish  # noqa: E402
 from serving import (  # noqa: E402
     Client, free_port, percentile, prepare_database, recommendations_path, start_server,
@@ -58,23 +59,12 @@ def shopper(port, queries, deadline, run_id, out, lock):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "homedepot")
-    parser.add_argument("--database-url")
-    parser.add_argument("--media-root", default=str(ROOT / "var" / "bench" / "homedepot"))
+    trained_shop.add_arguments(parser)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
-    if not args.database_url:
-        from config import embedded
-
-        args.database_url = embedded.postgres_url().replace("/shopguide?", "/shopguide_bench_homedepot?")
-    env = dict(os.environ, DATABASE_URL=args.database_url, MEDIA_ROOT=args.media_root, TORCH_THREADS="1",
-               DEBUG="0", SECRET_KEY="load-benchmark", ALLOWED_HOSTS="127.0.0.1", EVENTS_RATE="none")
+    env = trained_shop.setup_django(args, EVENTS_RATE="none")
     prepare_database(env)
-    os.environ.update(DATABASE_URL=args.database_url, SECRET_KEY="load-benchmark", DJANGO_SETTINGS_MODULE="config.settings")
-    import django
-
-    django.setup()
     from shopguide.models import SearchEvent
 
     with open(args.data / "judgments.csv", newline="") as file:

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import trained_shop  # noqa: E402
 from publishing import publish  # noqa: E402
 
 from config import embedded  # noqa: E402
@@ -41,8 +42,7 @@ def database_url(name):
     """A fresh database named ``name`` on DATABASE_URL's server, or on the embedded one."""
     import psycopg
 
-    server_url = os.environ.get("DATABASE_URL") or embedded.postgres_url()
-    config = parse_database_url(server_url)
+    config = parse_database_url(os.environ.get("DATABASE_URL") or embedded.postgres_url())
     admin = psycopg.connect(
         dbname="postgres", user=config["USER"] or "postgres", password=config["PASSWORD"],
         host=config["HOST"], port=config["PORT"] or None, autocommit=True,
@@ -50,8 +50,7 @@ def database_url(name):
     with admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = server_url.partition("?")
-    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    return trained_shop.database_url(name)
 
 
 def manage(env, *args, capture=False):

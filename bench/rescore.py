@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import trained_shop  # noqa: E402
 from publishing import publish  # noqa: E402
 
 QUEUE = "shopguide_rescore"
@@ -150,24 +151,12 @@ def incremental(product_model, rounds=5):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url")
-    parser.add_argument("--media-root", default=str(ROOT / "var" / "bench" / "homedepot"))
+    trained_shop.add_arguments(parser)
     parser.add_argument("--raw-sample", type=int, default=6000, help="products encoded for the raw throughput")
     parser.add_argument("--incremental-only", action="store_true",
                         help="measure only the incremental refresh; keep the other figures of the last run")
     args = parser.parse_args()
-    if not args.database_url:
-        from config import embedded
-
-        args.database_url = embedded.postgres_url().replace("/shopguide?", "/shopguide_bench_homedepot?")
-    os.environ.update(DATABASE_URL=args.database_url, MEDIA_ROOT=args.media_root, TORCH_THREADS="1",
-                      DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1")
-    import django
-
-    django.setup()
-    import torch
-
-    torch.set_num_threads(1)
+    trained_shop.setup_django(args)
     from config.celery import app
     from shopguide.catalog_source import get_catalog_source
     from shopguide.versions import active_model

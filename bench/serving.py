@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import trained_shop  # noqa: E402
 from publishing import publish  # noqa: E402
 
 
@@ -210,28 +211,12 @@ def worker_rss_mb(server):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "homedepot")
-    parser.add_argument("--database-url")
-    parser.add_argument("--media-root", default=str(ROOT / "var" / "bench" / "homedepot"))
+    trained_shop.add_arguments(parser)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-
-    if not args.database_url:
-        from config import embedded
-
-        args.database_url = embedded.postgres_url().replace("/shopguide?", "/shopguide_bench_homedepot?")
-    env = dict(os.environ, DATABASE_URL=args.database_url, MEDIA_ROOT=args.media_root, TORCH_THREADS="1",
-               DEBUG="0", SECRET_KEY="serving-benchmark", ALLOWED_HOSTS="127.0.0.1", PYTHONUNBUFFERED="1")
+    env = trained_shop.setup_django(args)
     prepare_database(env)
-    os.environ.update({key: env[key] for key in ("DATABASE_URL", "MEDIA_ROOT", "TORCH_THREADS", "SECRET_KEY")})
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    import torch
-
-    torch.set_num_threads(1)
 
     with open(args.data / "judgments.csv", newline="") as file:
         rows = list(csv.DictReader(file))

@@ -134,10 +134,9 @@ class RecommendationsView(ShopguideView, APIView):
         # shared cache: a repeated search costs no database query at all.
         key = self.cache_key(query, limit, exclude)
         tail = responses.get(key)
-        if tail is None:
-            tail = json.dumps(self.answer(query, limit, exclude), ensure_ascii=False, separators=(",", ":"))[1:]
-            responses.set(key, tail.encode(), shopguide_settings.CACHE_TIMEOUT)
-            tail = tail.encode()
+        if tail is None:  # the answer's JSON without its opening brace: respond() puts the query first
+            tail = json.dumps(self.answer(query, limit, exclude), ensure_ascii=False, separators=(",", ":"))[1:].encode()
+            responses.set(key, tail, shopguide_settings.CACHE_TIMEOUT)
         return self.respond(query, tail)
 
     @staticmethod

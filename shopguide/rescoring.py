@@ -16,6 +16,7 @@ is ready, PostgreSQL answers nearest-neighbour queries by an exact scan.
 
 import json
 import logging
+import time
 
 import numpy as np
 from django.db import connection, transaction
@@ -152,7 +153,7 @@ def build_vector_index():
     if connection.in_atomic_block:  # a concurrent build cannot run inside a transaction
         logger.warning("Not building the vector index inside a transaction; exact search serves meanwhile.")
         return 0.0
-    started = timezone.now()
+    started = time.monotonic()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
@@ -169,7 +170,7 @@ def build_vector_index():
                            "USING hnsw (embedding vector_cosine_ops)")
         finally:
             cursor.execute("RESET maintenance_work_mem")
-    return (timezone.now() - started).total_seconds()
+    return time.monotonic() - started
 
 
 def fail_rescore(rescore, error):

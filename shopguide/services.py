@@ -12,7 +12,6 @@ a rescore or a product refresh retires every cached list at once.
 """
 
 import hashlib
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -30,8 +29,6 @@ from .ml.lexical import Analyzer
 from .ml.text import normalize_query
 from .models import SearchEvent
 from .serving import ServingIndex
-
-logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 50
 MAX_QUERY_LENGTH = 256

@@ -16,7 +16,7 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -47,7 +47,7 @@ class Ranked:
     lexical: set  # keys found by stemmed BM25 (they share a word with the query)
     spelling: set  # keys found only by trigram BM25 (close spelling)
     reranked: bool = False  # the cross-encoder reordered the top
-    texts: dict = None  # key -> serving text, for the keys above
+    texts: dict = field(default_factory=dict)  # key -> serving text, for the keys above
 
 
 class Snapshot(NamedTuple):
@@ -73,7 +73,7 @@ class InProcessVectors:
             vectors[index] = vector
         return InProcessVectors(vectors)
 
-    def neighbours(self, index, limit):
+    def neighbours(self, index, key, limit):
         return top_indices(self.vectors @ self.vectors[index], limit + 1)
 
 
@@ -106,14 +106,13 @@ class PgvectorVectors:
     def updated(self, positions, rows):
         return PgvectorVectors(positions)  # the database holds the vectors
 
-    def neighbours(self, index, limit):
-        keys = list(self.positions)
+    def neighbours(self, index, key, limit):
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT v.product_key FROM shopguide_productvector v, "
                 "(SELECT embedding FROM shopguide_productvector WHERE product_key = %s) AS this "
                 "ORDER BY v.embedding <=> this.embedding LIMIT %s",
-                [keys[index], limit + 1],
+                [key, limit + 1],
             )
             return [self.positions[key] for (key,) in cursor.fetchall() if key in self.positions]
 
@@ -139,6 +138,7 @@ class ServingIndex:
     _lock = threading.Lock()
     _current = None
     _building = None  # the thread rebuilding after a new epoch, if any
+    _empty_epoch = None  # an epoch found with nothing to serve: not looked for again
     failure = None  # (epoch, why) when the version of that epoch could not be loaded
     _state, _state_read_at = (0, 0), 0.0
 
@@ -241,7 +241,7 @@ class ServingIndex:
         if index is None or key not in alive:
             return []
         keys = catalogue.keys
-        return [keys[i] for i in vectors.neighbours(index, limit) if i != index and keys[i] in alive][:limit]
+        return [keys[i] for i in vectors.neighbours(index, key, limit) if i != index and keys[i] in alive][:limit]
 
     # -- the process-wide instance ------------------------------------------------------------
 
@@ -267,27 +267,24 @@ class ServingIndex:
             cls.rebuild_in_background(epoch, changes)
             return current
         with cls._lock:
-            if (cls._current is None or cls._current.epoch != epoch) and not cls.failed(epoch):
+            if (cls._current is None or cls._current.epoch != epoch) and cls._empty_epoch != epoch:
                 cls._current = cls.build(epoch, changes)
             return cls._current
 
     @classmethod
-    def failed(cls, epoch):
-        return cls.failure is not None and cls.failure[0] == epoch
-
-    @classmethod
     def build(cls, epoch, changes):
         """The index for the active version, or None without one, or when its files are
-        missing or changed (then the failure is logged and remembered for this epoch, and
-        full-text search serves)."""
+        missing or changed (then the failure is logged). Either way the epoch is remembered
+        as empty, so full-text search serves until the next activation or rescore."""
         model = active_model()
         if model is None or not ProductVector.objects.filter(model=model).exists():
+            cls._empty_epoch = epoch
             return None
         try:
             verify(model.folder, model.checksum)
             return cls(model, epoch, changes)
         except Exception as exc:
-            cls.failure = (epoch, f"version {model.version} cannot serve: {exc}")
+            cls._empty_epoch, cls.failure = epoch, (epoch, f"version {model.version} cannot serve: {exc}")
             logger.exception("The active version %s cannot serve; full-text search answers instead.", model.version)
             return None
 
@@ -314,4 +311,4 @@ class ServingIndex:
     def reset(cls):
         """Forget the loaded index (tests, and processes that want the newest at once)."""
         with cls._lock:
-            cls._current, cls._state_read_at, cls.failure = None, 0.0, None
+            cls._current, cls._state_read_at, cls._empty_epoch, cls.failure = None, 0.0, None, None

@@ -4,9 +4,9 @@
 
 Needs the database that ``bench/quality.py --datasets homedepot`` left (the 54,667-product
 Home Depot catalogue with a trained, active version); ``--database-url`` and ``--media-root``
-point elsewhere. It starts the demo project under gunicorn (one worker process, 8 threads),
-drives it with a small threaded HTTP/1.1 keep-alive load generator in this process, and
-measures, side by side in one run:
+point elsewhere. It starts the demo project under gunicorn (``config/gunicorn.conf.py``: one
+worker process, 8 threads), drives it with a small threaded HTTP/1.1 keep-alive load
+generator in this process, and measures, side by side in one run:
 
 - the floor: encoding a query and the vector search, timed in this process;
 - uncached requests from one client over every held-out (``dev``) query, and the share of
@@ -144,9 +144,9 @@ def prepare_database(env):
 
 
 def start_server(env, port):
-    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--workers", "1", "--worker-class", "gthread",
-               "--threads", "8", "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.conf.py")]
+    server = subprocess.Popen(command, cwd=ROOT, env=dict(env, BIND=f"127.0.0.1:{port}", WEB_WORKERS="1", WEB_THREADS="8"),
+                              start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status, _, _ = Client(port).get("/healthz/")

@@ -108,13 +108,12 @@ class RecommendationsView(ShopguideView, APIView):
     permission_classes = [AllowAny]
 
     def dispatch(self, request, *args, **kwargs):
-        # A repeated search with plain parameters is answered before DRF's machinery runs;
-        # anything else (and every first time) takes the validated way below.
+        # A search with plain parameters is answered before DRF's machinery runs, unless the
+        # project throttles its API (then every request takes DRF's way, throttles included);
+        # anything else takes the validated way below.
         plain = self.plain_parameters(request.GET) if request.method == "GET" else None
-        if plain is not None:
-            tail = responses.get(self.cache_key(*plain))
-            if tail is not None:
-                return self.respond(plain[0], tail)
+        if plain is not None and not self.throttle_classes:
+            return self.respond(plain[0], self.answer_tail(*plain))
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
@@ -130,14 +129,18 @@ class RecommendationsView(ShopguideView, APIView):
         params = RecommendationQuery(data=request.query_params)
         params.is_valid(raise_exception=True)
         query, limit, exclude = (params.validated_data[name] for name in ("q", "limit", "exclude"))
-        # Whole answers are kept in this process too, keyed by the serving state like the
-        # shared cache: a repeated search costs no database query at all.
+        return self.respond(query, self.answer_tail(query, limit, exclude))
+
+    def answer_tail(self, query, limit, exclude):
+        """The answer's JSON without its opening brace (``respond`` puts the query first).
+        Whole answers are kept in this process too, keyed by the serving state like the shared
+        cache: a repeated search costs no database query at all."""
         key = self.cache_key(query, limit, exclude)
         tail = responses.get(key)
-        if tail is None:  # the answer's JSON without its opening brace: respond() puts the query first
+        if tail is None:
             tail = json.dumps(self.answer(query, limit, exclude), ensure_ascii=False, separators=(",", ":"))[1:].encode()
             responses.set(key, tail, shopguide_settings.CACHE_TIMEOUT)
-        return self.respond(query, tail)
+        return tail
 
     @staticmethod
     def cache_key(query, limit, exclude):

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 HNSW_INDEX = "shopguide_productvector_hnsw"
 _encoders = {}  # model pk -> Encoder, loaded once per worker process
+_stored = {}  # (model pk, checksum) -> the vectors its training run stored, read once per process
 
 
 class RescoreError(Exception):
@@ -51,7 +52,16 @@ def encoder_for(model):
 
 
 def stored_vectors(model):
-    """``{key: (text, vector)}`` that the training run stored with the version, if any."""
+    """``{key: (text, vector)}`` that the training run stored with the version, if any; read
+    once per process and version (a version's files never change), not once per chunk."""
+    key = (model.pk, model.checksum)
+    if key not in _stored:
+        _stored.clear()  # one version at a time is enough
+        _stored[key] = read_stored_vectors(model)
+    return _stored[key]
+
+
+def read_stored_vectors(model):
     try:
         stored = json.loads((model.folder / KEYS_FILE).read_text())
         vectors = np.load(model.folder / VECTORS_FILE, mmap_mode="r")

@@ -8,17 +8,22 @@ version's learned fusion. Without one, PostgreSQL full-text search over the shop
 answers, so a shop never shows an error instead of products.
 
 Answers are cached per normalised query, keyed by the serving state, so activating a version,
-a rescore or a product refresh retires every cached list at once.
+a rescore or a product refresh retires every cached list at once. Inside a request the cache
+write waits until the response has been handed over (``after_response``): the shopper does not
+wait for it.
 """
 
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from asgiref.local import Local
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.cache import caches
+from django.core.signals import request_finished, request_started
 from django.db import connection
 from django.db.models import Count
 from django.utils.crypto import salted_hmac
@@ -36,6 +41,37 @@ CACHED_DEPTH = 60  # ranked keys kept per query: room for exclusions and unavail
 FTS_CONFIG = "english"
 CACHE_ALIAS = "default"
 LAST_QUERY_SESSION_KEY = "shopguide_last_query"
+
+logger = logging.getLogger(__name__)
+_deferred = Local()  # .calls: what the current request runs after its response (per thread or task)
+
+
+def _collect_deferred(**kwargs):
+    _deferred.calls = []
+
+
+def _run_deferred(**kwargs):
+    calls, _deferred.calls = getattr(_deferred, "calls", None) or [], None
+    for function, args in calls:
+        try:
+            function(*args)
+        except Exception:
+            logger.exception("shopguide: %s after the response failed", getattr(function, "__qualname__", function))
+
+
+request_started.connect(_collect_deferred, dispatch_uid="shopguide.services.collect_deferred")
+request_finished.connect(_run_deferred, dispatch_uid="shopguide.services.run_deferred")
+
+
+def after_response(function, *args):
+    """Call ``function(*args)`` once the current request's response has been sent (Django's
+    ``request_finished``: the server closes the response after writing it), or now outside a
+    request (commands, Celery tasks). For work the answer does not depend on."""
+    calls = getattr(_deferred, "calls", None)
+    if calls is None:
+        function(*args)
+    else:
+        calls.append((function, args))
 
 
 class LocalCache:
@@ -97,9 +133,9 @@ def lexical_keys(query, limit):
     return [source.key_for_pk(pk) for pk in rows]
 
 
-def matched_words(query, text, analyzer=Analyzer()):
-    """The query's words (as typed) that the product text contains, after stemming."""
-    terms = set(analyzer(text))
+def matched_words(query, terms, analyzer=Analyzer()):
+    """The query's words (as typed) found among a product's analysed ``terms``, after stemming."""
+    terms = set(terms)
     return [word for word in query.split() if any(stem in terms for stem in analyzer(word))]
 
 
@@ -122,7 +158,7 @@ def shopper_choices(normalized, keys):
     return choices
 
 
-def reason_for(key, query, ranked, texts, choices):
+def reason_for(key, query, ranked, choices):
     """A short, truthful account of why ``key`` is recommended for ``query``."""
     bought, clicked = choices.get(key, (0, 0))
     if bought:
@@ -130,7 +166,7 @@ def reason_for(key, query, ranked, texts, choices):
     if clicked > 1:
         return f"often chosen by shoppers who searched “{query}”"
     if key in ranked.lexical:
-        words = matched_words(query, texts.get(key, ""))
+        words = matched_words(query, ranked.terms.get(key, ()))
         return f"matches “{' '.join(words) or query}”"
     if key in ranked.spelling:
         return f"close match for “{query}”"
@@ -163,7 +199,7 @@ def ranked_for(normalized):
         found = index.rank(normalized)
         top = found.keys[:CACHED_DEPTH]
         choices = shopper_choices(normalized, top)
-        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, found.texts, choices))
+        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices))
                   for rank, key in enumerate(top)]
     if not ranked:
         ranked = [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]
@@ -218,7 +254,7 @@ def recommend(query, *, user=None, exclude=(), limit=8):
     ranked = cache.get(key)
     if ranked is None:
         ranked = ranked_for(normalized)
-        cache.set(key, ranked, shopguide_settings.CACHE_TIMEOUT)
+        after_response(cache.set, key, ranked, shopguide_settings.CACHE_TIMEOUT)
     return materialise(ranked, exclude, limit)
 
 

@@ -26,7 +26,7 @@ from django.db import connection
 from .artifacts import verify
 from .conf import shopguide_settings
 from .embeddings import has_pgvector
-from .ml.encoder import Encoder
+from .ml.encoder import Encoder, set_torch_threads
 from .ml.pipeline import ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, load_ranker
 from .ml.ranker import DEPTH, lexical_hits, top_indices
 from .ml.reranker import CrossEncoder, rerank
@@ -47,7 +47,7 @@ class Ranked:
     lexical: set  # keys found by stemmed BM25 (they share a word with the query)
     spelling: set  # keys found only by trigram BM25 (close spelling)
     reranked: bool = False  # the cross-encoder reordered the top
-    texts: dict = field(default_factory=dict)  # key -> serving text, for the keys above
+    terms: dict = field(default_factory=dict)  # key -> the serving text's analysed terms
 
 
 class Snapshot(NamedTuple):
@@ -145,6 +145,7 @@ class ServingIndex:
     def __init__(self, model, epoch, changes):
         self.model, self.epoch, self.changes = model, epoch, changes
         self.synced_at = None
+        set_torch_threads(shopguide_settings.TORCH_THREADS)  # web processes too: see TORCH_THREADS
         self.encoder = Encoder(model.folder / ENCODER_FOLDER)
         self.ranker = load_ranker(model.folder)
         self.reranker = None
@@ -217,8 +218,8 @@ class ServingIndex:
         lexical = {catalogue.keys[index] for index in bm25_top}
         spelling = {catalogue.keys[index] for index in trigram_top} - lexical
         reranked = self.maybe_rerank(catalogue, query, keys, time.monotonic() - started)
-        texts = {key: catalogue.texts[catalogue.positions[key]] for key in keys}
-        return Ranked(reranked or keys, lexical, spelling, reranked is not None, texts)
+        terms = {key: catalogue.features.terms[catalogue.positions[key]] for key in keys}
+        return Ranked(reranked or keys, lexical, spelling, reranked is not None, terms)
 
     def maybe_rerank(self, catalogue, query, keys, spent):
         """The version's cross-encoder blended into the top ``rerank_depth``, when the version

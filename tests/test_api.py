@@ -92,6 +92,20 @@ def test_events_are_throttled_per_client(client, products, settings):
     assert SearchEvent.objects.count() == 2
 
 
+def test_a_project_that_throttles_its_api_throttles_plain_searches_too(client, products, monkeypatch):
+    from rest_framework.throttling import AnonRateThrottle
+
+    from shopguide.api import RecommendationsView
+
+    class TwoPerMinute(AnonRateThrottle):
+        rate = "2/min"
+
+    # Plain searches skip DRF's machinery only where the project sets no throttles.
+    monkeypatch.setattr(RecommendationsView, "throttle_classes", [TwoPerMinute])
+    codes = [client.get(URL, {"q": "quimbo"}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
 @pytest.mark.parametrize("path", ["/api/shopguide/models/", "/api/shopguide/models/1/",
                                   "/api/shopguide/training-runs/"])
 def test_staff_endpoints_refuse_anonymous_and_non_staff(client, products, django_user_model, path):

@@ -7,12 +7,12 @@ from django.template import Context, Template
 from django.test import RequestFactory
 
 from catalog.models import Product
-from shopguide import serving
+from shopguide import serving, services
 from shopguide.embeddings import has_pgvector
 from shopguide.models import RecommenderModel, SearchEvent, ServingState
 from shopguide.rescoring import refresh_product
 from shopguide.serving import ServingIndex
-from shopguide.services import recommend, similar_products
+from shopguide.services import after_response, recommend, similar_products
 
 from tests.conftest import trained_slang_shop
 from tests.slang_shop import SLANG
@@ -85,6 +85,34 @@ def test_answers_are_cached_until_the_vectors_change(products, monkeypatch):
     ServingState.bump()
     recommend(word)
     assert calls == [word]
+
+
+def test_inside_a_request_the_cache_is_written_after_the_response(products, caplog):
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    word = trained_words()[0]
+    # The request's signals, as Django's test client sends them (without closing connections).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    request_started.send(sender=None)
+    try:
+        first = recommend(word)
+        assert keys(recommend(word)) == keys(first)
+        assert cache.get(services.cache_key(word)) is None  # not written while the request runs
+        calls = []
+        after_response(lambda: 1 / 0)  # a failing deferred call does not stop the others
+        after_response(calls.append, "done")
+        assert calls == []
+    finally:
+        request_finished.send(sender=None)
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    assert [row[0] for row in cache.get(services.cache_key(word))][:len(first)] == [
+        str(item.product.pk) for item in first]
+    assert calls == ["done"] and "after the response failed" in caplog.text
+    after_response(calls.append, "outside a request: at once")
+    assert calls[-1] == "outside a request: at once"
 
 
 def test_a_refreshed_product_is_served_without_a_rebuild(products):

@@ -59,6 +59,19 @@ class Encoder:
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return F.normalize(pooled, p=2, dim=1)
 
+    def embed_grouped(self, texts, max_length, groups=2):
+        """``embed``, with the texts split by length into ``groups`` padded separately: a batch
+        of mixed lengths no longer pads every short text to the longest one. Same rows, same
+        order, same gradients, fewer padding tokens."""
+        texts = list(texts)
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        size = -(-len(texts) // max(1, groups))
+        parts = [order[start:start + size] for start in range(0, len(order), size)]
+        pooled = torch.cat([self.embed([texts[i] for i in part], max_length) for part in parts])
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+        return pooled[inverse]
+
     def encode(self, texts, *, max_length=PRODUCT_MAX_LENGTH, batch_size=64, progress=None):
         """Unit vectors (float32 numpy array, one row per text) for a list of texts.
 

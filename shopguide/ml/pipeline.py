@@ -191,6 +191,17 @@ class Retriever:
                 query, cosine, self.catalogue.bm25.scores(query), trigram.scores(query), trigram.coverage(query)), cosine)
         return out
 
+    def dense(self, queries, depth=DEPTH, chunk=256):
+        """The encoder's own top ``depth`` keys for each query (exact cosine), without the
+        lexical side: what mining hard negatives needs, for thousands of queries at once."""
+        keys, out = self.catalogue.keys, {}
+        vectors = self.encoder.encode_queries(queries)
+        for start in range(0, len(queries), chunk):
+            scores = vectors[start:start + chunk] @ self.vectors.T
+            for query, row in zip(queries[start:start + chunk], scores):
+                out[query] = [keys[i] for i in top_indices(row, depth)]
+        return out
+
     def rankings(self, queries, fused_only=False):
         """``(dense, hybrid)`` rankings of keys for each query; ``fused_only`` ignores the ranker."""
         ranker = None if fused_only else self.ranker
@@ -271,7 +282,7 @@ class Pipeline:
         hard negatives mined from the base model's top results."""
         threshold = positive_threshold(self.data.judgments)
         queries = [q for q in self.data.train_queries if any(g >= threshold for g in self.data.judgments[q].values())]
-        ranked = retriever.rankings(queries)[0] if self.config.hard_negatives else {}
+        ranked = retriever.dense(queries, self.config.hard_negative_depth) if self.config.hard_negatives else {}
         pairs = []
         for query in queries:
             judged = self.data.judgments[query]

@@ -30,6 +30,7 @@ class BiEncoderConfig:
     warmup_share: float = 0.1
     scale: float = 20.0  # cosine similarities times this are the softmax logits
     product_max_length: int = 48
+    padding_groups: int = 2  # a batch's product texts are padded in this many groups of similar length
     freeze_word_embeddings: bool = True  # faster steps; the vocabulary needs no new meanings
     seed: int = 42
 
@@ -115,7 +116,8 @@ def train_bi_encoder(encoder, pairs, texts, relevant, config=None, progress=None
     def batch_loss(batch):
         keys = [pair.positive for pair in batch] + [key for pair in batch for key in pair.negatives]
         query_vectors = encoder.embed([pair.query for pair in batch], QUERY_MAX_LENGTH)
-        product_vectors = encoder.embed([texts[key] for key in keys], config.product_max_length)
+        product_vectors = encoder.embed_grouped([texts[key] for key in keys], config.product_max_length,
+                                                 config.padding_groups)
         logits = query_vectors @ product_vectors.T * config.scale
         false_negatives = torch.tensor([
             [column != row and key in relevant.get(pair.query, ()) for column, key in enumerate(keys)]

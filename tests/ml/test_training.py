@@ -1,11 +1,14 @@
 """Fine-tuning really learns: made-up words the base model cannot know get the right products."""
 
 import pytest
+import torch
 
 from shopguide.ml.encoder import Encoder
 from shopguide.ml.index import VectorIndex
 from shopguide.ml.metrics import evaluate_run
-from shopguide.ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data
+from shopguide.ml.pipeline import (
+    CatalogueIndex, Pipeline, PipelineConfig, RecommenderData, Retriever, cold_start_data,
+)
 from shopguide.ml.training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder
 
 from tests.slang_shop import PRODUCTS, SLANG
@@ -81,3 +84,26 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelNotFound, match="config.json is missing"):
         Encoder(tmp_path)
+
+
+def test_grouped_embedding_equals_plain_embedding_and_keeps_gradients():
+    encoder = Encoder()
+    texts = ["drill", "a cordless hammer drill with two batteries and a charger in a case", "bulb",
+             "garden hose 50 ft", "x"]
+    plain = encoder.embed(texts, 48)
+    grouped = encoder.embed_grouped(texts, 48, groups=2)
+    assert grouped.shape == plain.shape
+    assert torch.allclose(grouped, plain, atol=1e-5)  # same rows in the same order
+    grouped.sum().backward()
+    assert encoder.model.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+def test_dense_rankings_for_mining_match_the_full_rankings():
+    keys = list(PRODUCTS)
+    encoder = Encoder()
+    texts = [PRODUCTS[key] for key in keys]
+    retriever = Retriever(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
+    queries = ["garden hose", "drill", "lamp", "umbrella for the patio"]
+    dense = retriever.dense(queries, depth=3, chunk=3)  # two chunks
+    assert dense == {query: ranking[:3] for query, ranking in retriever.rankings(queries)[0].items()}
+    assert dense["garden hose"][0] == "p1"

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asgiref.local import Local
@@ -139,23 +140,29 @@ def matched_words(query, terms, analyzer=Analyzer()):
     return [word for word in query.split() if any(stem in terms for stem in analyzer(word))]
 
 
-def shopper_choices(normalized, keys):
-    """``{key: (purchases and add-to-carts, clicks)}`` of shoppers who searched this query.
-    One plain query on the (query_norm) index: it runs for every computed answer."""
-    wanted = set(keys)
-    with connection.cursor() as cursor:
+@contextmanager
+def shopper_choices(normalized):
+    """Yields ``choices(keys)``: ``{key: (purchases and add-to-carts, clicks)}`` of shoppers who
+    searched ``normalized``. The query (one plain query on the query_norm index) is sent at
+    once and its rows read when ``choices`` is called: PostgreSQL answers it while this
+    process ranks the products."""
+    connection.ensure_connection()
+    with connection.connection.pipeline(), connection.cursor() as cursor:
         cursor.execute(
             f"SELECT product_key, event = 'click', count(*) FROM {SearchEvent._meta.db_table} "
             "WHERE query_norm = %s AND event IN ('purchase', 'add_to_cart', 'click') GROUP BY 1, 2",
             [normalized],
         )
-        rows = cursor.fetchall()
-    choices = {}
-    for key, is_click, count in rows:
-        if key in wanted:
-            bought, clicked = choices.get(key, (0, 0))
-            choices[key] = (bought, clicked + count) if is_click else (bought + count, clicked)
-    return choices
+
+        def choices(keys):
+            wanted, found = set(keys), {}
+            for key, is_click, count in cursor.fetchall():
+                if key in wanted:
+                    bought, clicked = found.get(key, (0, 0))
+                    found[key] = (bought, clicked + count) if is_click else (bought + count, clicked)
+            return found
+
+        yield choices
 
 
 def reason_for(key, query, ranked, choices):
@@ -196,9 +203,10 @@ def ranked_for(normalized):
         reason = f"matches words of “{normalized}”"
         ranked = [(key, round(1.0 / (rank + 1), 4), reason) for rank, key in enumerate(keys)]
     else:
-        found = index.rank(normalized)
-        top = found.keys[:CACHED_DEPTH]
-        choices = shopper_choices(normalized, top)
+        with shopper_choices(normalized) as choices_among:
+            found = index.rank(normalized)
+            top = found.keys[:CACHED_DEPTH]
+            choices = choices_among(top)
         ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices))
                   for rank, key in enumerate(top)]
     if not ranked:

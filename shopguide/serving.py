@@ -3,7 +3,9 @@
 A ``ServingIndex`` holds what ranking needs in the web process: the fine-tuned query encoder,
 the lexical indexes (stemmed BM25, trigram BM25, ranking features) over the serving texts and
 the learned fusion. Product vectors stay in PostgreSQL where pgvector is installed (an HNSW
-index finds the nearest ones); elsewhere they are held here and searched exactly with numpy.
+index finds the nearest ones, while this process ranks the query's words: the query is sent
+in pipeline mode and its rows read afterwards); elsewhere they are held here and searched
+exactly with numpy.
 
 ``ServingState`` tells every process what changed: its ``epoch`` moves when a whole set of
 vectors is swapped in or a version is activated (the index is rebuilt, in the background when
@@ -16,6 +18,7 @@ import gc
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
@@ -62,8 +65,10 @@ class InProcessVectors:
     def __init__(self, vectors):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def cosines(self, query_vector, keys, wanted):
-        return self.vectors @ query_vector
+    @contextmanager
+    def search(self, query_vector, keys):
+        """Yields ``cosines(wanted)``: the exact cosine of every catalogue position."""
+        yield lambda wanted: self.vectors @ query_vector
 
     def updated(self, positions, rows):
         """A copy with ``rows`` (position -> vector) replaced or appended."""
@@ -83,25 +88,34 @@ class PgvectorVectors:
     def __init__(self, positions):
         self.positions = positions
 
-    def cosines(self, query_vector, keys, wanted):
-        """A cosine for every catalogue position: the HNSW top ``DEPTH`` and ``wanted`` positions
-        exactly, -1 for the rest (they cannot be in any top list)."""
-        cosine = np.full(len(keys), -1.0, dtype=np.float32)
-        with connection.cursor() as cursor:  # hnsw.ef_search is set when the connection opens
-            # One round trip: the nearest DEPTH by the index, and the wanted ones exactly.
-            cursor.execute(
-                "(SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
-                " ORDER BY embedding <=> %s LIMIT %s) "
-                "UNION ALL SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
-                "WHERE product_key = ANY(%s)",
-                [query_vector, query_vector, DEPTH, query_vector, [keys[index] for index in wanted]],
-            )
-            rows = cursor.fetchall()
-        for key, value in rows:
-            index = self.positions.get(key)
-            if index is not None:
-                cosine[index] = value
-        return cosine
+    @contextmanager
+    def search(self, query_vector, keys):
+        """Send the nearest-neighbour query, then yield ``cosines(wanted)`` while PostgreSQL
+        works on it (the caller does its lexical ranking meanwhile). ``cosines`` returns a
+        cosine for every catalogue position: the HNSW top ``DEPTH`` and the ``wanted``
+        positions exactly, -1 for the rest (they cannot be in any top list)."""
+        connection.ensure_connection()
+        with connection.connection.pipeline(), connection.cursor() as cursor:
+            # hnsw.ef_search is set when the connection opens
+            cursor.execute("SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
+                           "ORDER BY embedding <=> %s LIMIT %s", [query_vector, query_vector, DEPTH])
+
+            def cosines(wanted):
+                rows = []
+                if wanted:  # sent behind the nearest-neighbour query, without waiting for its rows
+                    with connection.cursor() as exact:
+                        exact.execute("SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
+                                      "WHERE product_key = ANY(%s)", [query_vector, [keys[index] for index in wanted]])
+                        rows = exact.fetchall()
+                rows += cursor.fetchall()
+                cosine = np.full(len(keys), -1.0, dtype=np.float32)
+                for key, value in rows:
+                    index = self.positions.get(key)
+                    if index is not None:
+                        cosine[index] = value
+                return cosine
+
+            yield cosines
 
     def updated(self, positions, rows):
         return PgvectorVectors(positions)  # the database holds the vectors
@@ -205,13 +219,13 @@ class ServingIndex:
         catalogue, vectors, alive = self.snapshot
         if not catalogue.keys:
             return Ranked([], set(), set())
-        bm25 = catalogue.bm25.scores(query)
-        trigram = catalogue.trigram.scores(query)
-        coverage = catalogue.trigram.coverage(query)
-        bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
         query_vector = self.encoder.encode_queries([query])[0]
-        wanted = set(bm25_top.tolist()) | set(trigram_top.tolist())
-        cosine = vectors.cosines(query_vector, catalogue.keys, wanted)
+        with vectors.search(query_vector, catalogue.keys) as cosines:  # the vector search runs meanwhile
+            bm25 = catalogue.bm25.scores(query)
+            trigram = catalogue.trigram.scores(query)
+            coverage = catalogue.trigram.coverage(query)
+            bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
+            cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()))
         candidates = catalogue.features.candidates(query, cosine, bm25, trigram, coverage)
         order = self.ranker.order(candidates) if self.ranker else candidates.indices
         keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in alive]

@@ -82,14 +82,16 @@ class Encoder:
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # switching walks every module: not paid per query when serving
+            self.model.eval()
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 indices = order[start:start + batch_size]
                 vectors[indices] = self.embed([texts[i] for i in indices], max_length).numpy()
                 if progress:
                     progress(min(start + batch_size, len(texts)), len(texts))
-        self.model.train(was_training)
+        if was_training:
+            self.model.train()
         return vectors
 
     def encode_queries(self, queries, **kwargs):

@@ -278,16 +278,19 @@ class Pipeline:
         return replace(config, epochs=max(config.epochs, math.ceil(self.config.min_retriever_steps / steps_per_epoch)))
 
     def build_pairs(self, retriever):
-        """Training pairs: up to ``positives_per_query`` relevant products per query, each with
-        hard negatives mined from the base model's top results."""
+        """Training pairs: relevant products of each query, each with hard negatives mined from
+        the base model's top results. Each query gives up to ``positives_per_query`` of them, or
+        its share of ``max_pairs`` when that is more: a shop with few queries trains on all it
+        knows instead of a handful of pairs."""
         threshold = positive_threshold(self.data.judgments)
         queries = [q for q in self.data.train_queries if any(g >= threshold for g in self.data.judgments[q].values())]
+        per_query = max(self.config.positives_per_query, self.config.max_pairs // max(1, len(queries)))
         ranked = retriever.dense(queries, self.config.hard_negative_depth) if self.config.hard_negatives else {}
         pairs = []
         for query in queries:
             judged = self.data.judgments[query]
             positives = sorted((key for key, grade in judged.items() if grade >= threshold and key in self.data.texts),
-                               key=lambda key: -judged[key])[:self.config.positives_per_query]
+                               key=lambda key: -judged[key])[:per_query]
             candidates = [key for key in ranked.get(query, [])[:self.config.hard_negative_depth]
                           if judged.get(key, 0.0) < threshold]
             for positive in positives:
@@ -308,9 +311,10 @@ class Pipeline:
         self.rng.shuffle(examples)
         return examples[:self.config.reranker_max_examples]
 
-    def choose_blend_weight(self, reranker, retriever):
+    def choose_blend_weight(self, reranker, retriever, hybrid_metrics):
         """Blend weight that scores best on the fit queries (0: reranker unused), and the
-        metrics of that blend on the report queries."""
+        metrics of that blend on the report queries (``hybrid_metrics`` for weight 0: the
+        report queries are then not scored at all)."""
         depth, k = self.config.rerank_depth, self.config.k
 
         def reranked_runs(queries):
@@ -324,6 +328,8 @@ class Pipeline:
         fit = reranked_runs(self.fit_queries)
         qrels = self.qrels(self.fit_queries)
         best = max(self.config.blend_weights, key=lambda w: (evaluate_run(fit(w), qrels, k)[f"ndcg@{k}"], -w))
+        if best == 0:
+            return best, hybrid_metrics
         report = reranked_runs(self.report_queries)(best)
         return best, evaluate_run(report, self.qrels(self.report_queries), k)
 
@@ -357,7 +363,8 @@ class Pipeline:
             examples = self.reranker_examples(tuned.hybrid(queries))
             self.timed("train_reranker", train_cross_encoder, reranker, examples, config.cross_encoder,
                        self.recording("reranker"))
-            reranker_weight, after["hybrid_reranked"] = self.timed("evaluate_reranker", self.choose_blend_weight, reranker, tuned)
+            reranker_weight, after["hybrid_reranked"] = self.timed(
+                "evaluate_reranker", self.choose_blend_weight, reranker, tuned, after["hybrid"])
             if reranker_weight > 0:
                 reranker.save(self.output_dir / RERANKER_FOLDER)
         np.save(self.output_dir / VECTORS_FILE, vectors)

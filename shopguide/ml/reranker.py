@@ -34,12 +34,14 @@ class CrossEncoder:
         texts = list(texts)
         scores = np.zeros(len(texts), dtype=np.float32)
         was_training = self.model.training
-        self.model.eval()
+        if was_training:
+            self.model.eval()
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start:start + batch_size]
                 scores[start:start + len(chunk)] = self.logits([query] * len(chunk), chunk).numpy()
-        self.model.train(was_training)
+        if was_training:
+            self.model.train()
         return scores
 
     def save(self, path):

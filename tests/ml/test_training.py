@@ -1,5 +1,7 @@
 """Fine-tuning really learns: made-up words the base model cannot know get the right products."""
 
+from collections import Counter
+
 import pytest
 import torch
 
@@ -107,3 +109,21 @@ def test_dense_rankings_for_mining_match_the_full_rankings():
     dense = retriever.dense(queries, depth=3, chunk=3)  # two chunks
     assert dense == {query: ranking[:3] for query, ranking in retriever.rankings(queries)[0].items()}
     assert dense["garden hose"][0] == "p1"
+
+
+def test_a_shop_with_few_queries_trains_on_all_their_relevant_products(tmp_path):
+    keys = list(PRODUCTS)
+    judgments = {"lamp": {key: 2.0 for key in keys[:4]}, "hose": {key: 2.0 for key in keys[4:7]},
+                 "drill": {keys[7]: 2.0, keys[0]: 0.5}}
+    data = RecommenderData(PRODUCTS, judgments, train_queries=list(judgments), heldout_queries=[])
+    config = PipelineConfig(hard_negatives=0, max_pairs=100, positives_per_query=1)
+    few = Pipeline(data, tmp_path, config).build_pairs(None)
+    assert sorted((pair.query, pair.positive) for pair in few) == sorted(
+        (query, key) for query, judged in judgments.items() for key, grade in judged.items() if grade >= 1.0)
+    # More queries than max_pairs allows for: each gives its top positives_per_query, and
+    # max_pairs caps the total.
+    capped = Pipeline(data, tmp_path, PipelineConfig(hard_negatives=0, max_pairs=4, positives_per_query=2))
+    pairs = capped.build_pairs(None)
+    assert len(pairs) == 4
+    assert max(Counter(pair.query for pair in pairs).values()) == 2
+

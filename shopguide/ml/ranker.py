@@ -144,21 +144,26 @@ class LinearRanker:
         return cls(data["weights"], data["mean"], data["scale"])
 
     @classmethod
-    def fit(cls, examples, epochs=300, learning_rate=0.01, seed=42):
+    def fit(cls, examples, epochs=300, learning_rate=0.01, seed=42, query_weights=None):
         """Fit on ``examples`` of (Candidates, gains): each query's softmax over its candidates
-        is pulled towards the softmax of their gains (ListNet)."""
-        examples = [(candidates.features, gains) for candidates, gains in examples if np.any(gains > 0)]
+        is pulled towards the softmax of their gains (ListNet). ``query_weights`` (one per
+        example, default 1) scale each query's share of the loss."""
+        query_weights = [1.0] * len(examples) if query_weights is None else list(query_weights)
+        examples = [(candidates.features, gains, weight)
+                    for (candidates, gains), weight in zip(examples, query_weights) if np.any(gains > 0)]
         if not examples:
             raise ValueError("No query with a relevant candidate to fit the ranker on.")
         torch.manual_seed(seed)
-        stacked = np.concatenate([features for features, _ in examples])
+        stacked = np.concatenate([features for features, _, _ in examples])
         mean, scale = stacked.mean(0), stacked.std(0) + 1e-6
-        inputs = [torch.tensor((features - mean) / scale) for features, _ in examples]
-        targets = [torch.softmax(torch.tensor(gains, dtype=torch.float32) * 2.0, 0) for _, gains in examples]
+        inputs = [torch.tensor((features - mean) / scale) for features, _, _ in examples]
+        targets = [torch.softmax(torch.tensor(gains, dtype=torch.float32) * 2.0, 0) for _, gains, _ in examples]
+        shares = [weight for _, _, weight in examples]
         weights = torch.zeros(len(FEATURES), requires_grad=True)
         optimizer = torch.optim.Adam([weights], lr=learning_rate, weight_decay=1e-4)
         for _ in range(epochs):
-            loss = sum(-(target * torch.log_softmax(x @ weights, 0)).sum() for x, target in zip(inputs, targets))
+            loss = sum(-share * (target * torch.log_softmax(x @ weights, 0)).sum()
+                       for x, target, share in zip(inputs, targets, shares))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -42,3 +42,15 @@ def test_ranker_refuses_weights_for_other_features():
     data["features"] = data["features"][:-1]
     with pytest.raises(ValueError, match="retrain"):
         LinearRanker.from_dict(data)
+
+
+
+def test_query_weights_decide_which_queries_the_fusion_follows():
+    # Two queries over the same three candidates that disagree: the first wants the candidate
+    # with feature 0 first, the second the one with feature 1.
+    features = np.zeros((3, len(FEATURES)), dtype=np.float32)
+    features[0, 0] = features[1, 1] = 1.0
+    candidates = Candidates(np.arange(3), features)
+    examples = [(candidates, np.array([1.0, 0.0, 0.0])), (candidates, np.array([0.0, 1.0, 0.0]))]
+    assert LinearRanker.fit(examples, query_weights=[0.9, 0.1]).order(candidates)[0] == 0
+    assert LinearRanker.fit(examples, query_weights=[0.1, 0.9]).order(candidates)[0] == 1

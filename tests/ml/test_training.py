@@ -137,15 +137,17 @@ def test_the_fusion_is_fitted_on_training_queries_too(tmp_path, monkeypatch):
     data = RecommenderData(PRODUCTS, judgments, train_queries=list(SLANG)[:6], heldout_queries=list(SLANG)[6:])
     fitted_on = []
     fit = pipeline.LinearRanker.fit
-    monkeypatch.setattr(pipeline.LinearRanker, "fit", lambda examples: fitted_on.append(len(examples)) or fit(examples))
+    monkeypatch.setattr(pipeline.LinearRanker, "fit", lambda examples, query_weights: fitted_on.append(
+        [round(weight, 3) for weight in query_weights]) or fit(examples, query_weights=query_weights))
     encoder = Encoder()
     texts = [PRODUCTS[key] for key in keys]
     retriever = Retriever(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
 
-    # One fit query and six training queries: enough for a fusion needing 4 queries ...
+    # One fit query and six training queries: enough for a fusion needing 4 queries; the fit
+    # query weighs as much as the six training queries together ...
     assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=4)).fit_ranker(retriever) is not None
-    assert fitted_on == [7]
+    assert fitted_on == [[0.5] + [0.083] * 6]
     # ... but not for one needing 8, and not with training queries left out.
     assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=8)).fit_ranker(retriever) is None
     assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=4, ranker_train_queries=0)).fit_ranker(retriever) is None
-    assert fitted_on == [7]
+    assert len(fitted_on) == 1

@@ -25,7 +25,6 @@ from asgiref.local import Local
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.cache import caches
 from django.core.signals import request_finished, request_started
-from django.db import connection
 from django.db.models import Count
 from django.utils.crypto import salted_hmac
 
@@ -34,7 +33,7 @@ from .conf import shopguide_settings
 from .ml.lexical import Analyzer
 from .ml.text import normalize_query
 from .models import SearchEvent
-from .serving import ServingIndex
+from .serving import ServingIndex, pipelined_cursor
 
 MAX_LIMIT = 50
 MAX_QUERY_LENGTH = 256
@@ -146,8 +145,7 @@ def shopper_choices(normalized):
     searched ``normalized``. The query (one plain query on the query_norm index) is sent at
     once and its rows read when ``choices`` is called: PostgreSQL answers it while this
     process ranks the products."""
-    connection.ensure_connection()
-    with connection.connection.pipeline(), connection.cursor() as cursor:
+    with pipelined_cursor() as cursor:
         cursor.execute(
             f"SELECT product_key, event = 'click', count(*) FROM {SearchEvent._meta.db_table} "
             "WHERE query_norm = %s AND event IN ('purchase', 'add_to_cart', 'click') GROUP BY 1, 2",

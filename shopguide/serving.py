@@ -82,6 +82,16 @@ class InProcessVectors:
         return top_indices(self.vectors @ self.vectors[index], limit + 1)
 
 
+@contextmanager
+def pipelined_cursor():
+    """A cursor in psycopg's pipeline mode: a query is sent when executed and PostgreSQL starts
+    on it at once, while its rows are read only when fetched, so this process can work in
+    between."""
+    connection.ensure_connection()
+    with connection.connection.pipeline(), connection.cursor() as cursor:
+        yield cursor
+
+
 class PgvectorVectors:
     """Nearest neighbours from pgvector's HNSW index; exact cosines for the lexical candidates."""
 
@@ -94,9 +104,7 @@ class PgvectorVectors:
         works on it (the caller does its lexical ranking meanwhile). ``cosines`` returns a
         cosine for every catalogue position: the HNSW top ``DEPTH`` and the ``wanted``
         positions exactly, -1 for the rest (they cannot be in any top list)."""
-        connection.ensure_connection()
-        with connection.connection.pipeline(), connection.cursor() as cursor:
-            # hnsw.ef_search is set when the connection opens
+        with pipelined_cursor() as cursor:  # hnsw.ef_search is set when the connection opens
             cursor.execute("SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
                            "ORDER BY embedding <=> %s LIMIT %s", [query_vector, query_vector, DEPTH])
 

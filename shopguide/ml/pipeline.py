@@ -264,24 +264,24 @@ class Pipeline:
         The encoder has seen the training queries, so their cosines flatter it; what they add
         is numbers. Measured (nDCG@10 over stored candidates of one trained version each):
         Home Depot dev 0.433 fitted on its 200 fit queries alone, 0.434-0.435 with 1,000
-        training queries added (weighted either way); CrowdFlower test 0.823 with plain fusion (its 10 fit queries are too
-        few to fit 14 weights on), 0.843 with its 184 training queries weighted like the fit
-        queries, 0.854 with each set weighing half."""
+        training queries added (weighted either way); CrowdFlower test 0.823 with plain
+        fusion (its 10 fit queries are too few to fit 14 weights on), 0.843 with its 184
+        training queries weighted like the fit queries, 0.854 with each set weighing half."""
         fit, train = self.fit_queries, self.data.train_queries
         train = self.rng.sample(train, min(len(train), self.config.ranker_train_queries))
         if len(fit) + len(train) < self.config.min_ranker_queries or not fit:
             return None
-        candidates = retriever.candidates(fit + train)
-        examples = [(candidates[q][0], np.array([self.data.judgments[q].get(self.keys[i], 0.0) for i in candidates[q][0].indices],
-                                                dtype=np.float32)) for q in fit + train]
+        candidates = {q: c for q, (c, _) in retriever.candidates(fit + train).items()}
+        examples = [(candidates[q], np.array([self.data.judgments[q].get(self.keys[i], 0.0) for i in candidates[q].indices],
+                                             dtype=np.float32)) for q in fit + train]
         shares = [0.5 / len(fit)] * len(fit) + [0.5 / len(train)] * len(train) if train else [1.0] * len(fit)
         try:
             ranker = LinearRanker.fit(examples, query_weights=shares)
         except ValueError:
             return None
-        qrels = self.qrels(self.fit_queries)
-        learned = {q: [self.keys[i] for i in ranker.order(candidates[q][0])] for q in self.fit_queries}
-        fused = {q: [self.keys[i] for i in candidates[q][0].indices] for q in self.fit_queries}
+        qrels = self.qrels(fit)
+        learned = {q: [self.keys[i] for i in ranker.order(candidates[q])] for q in fit}
+        fused = {q: [self.keys[i] for i in candidates[q].indices] for q in fit}
         k = f"ndcg@{self.config.k}"
         return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
 

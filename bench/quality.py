@@ -3,10 +3,11 @@
     .venv/bin/python bench/quality.py [--data ../shared/data] [--datasets homedepot crowdflower]
 
 For each dataset it makes a fresh database, loads the folder, trains with
-``shopguide_train --sync`` on the ``train`` split, activates the version and runs
-``shopguide_evaluate --json`` on the held-out split (homedepot ``dev``, crowdflower ``test``),
-all through the project's own commands. It prints a table, writes
-``bench/results/quality.json`` and ``quality.md``, and refreshes README's quality table.
+``shopguide_train --sync`` on the ``train`` split (timed, with its peak resident memory),
+activates the version and runs ``shopguide_evaluate --json`` on the held-out split
+(homedepot ``dev``, crowdflower ``test``), all through the project's own commands. It
+prints a table, writes ``bench/results/quality.json`` and ``quality.md``, and refreshes
+README's quality table.
 Baselines and shopguide are measured side by side in the same run.
 """
 
@@ -30,7 +31,8 @@ from config.database_url import parse_database_url  # noqa: E402
 HELDOUT_SPLIT = {"homedepot": "dev", "crowdflower": "test"}
 STRATEGY_NAMES = {
     "postgres_fts": "PostgreSQL full-text search, Django default (all words)",
-    "bm25": "BM25, stemmed",
+    "bm25": "BM25, stemmed (standard tokenizer)",
+    "bm25_products": "shopguide BM25 (product tokenizer, spelling corrected)",
     "zero_shot": "all-MiniLM-L6-v2 zero-shot",
     "fine_tuned": "shopguide fine-tuned bi-encoder",
     "hybrid": "shopguide hybrid (fine-tuned + BM25 + trigram BM25, learned fusion)",
@@ -61,6 +63,18 @@ def manage(env, *args, capture=False):
     return result.stdout
 
 
+def manage_peak_gb(env, *args):
+    """Run a command like ``manage`` and return its peak resident memory in GB."""
+    command = [sys.executable, "manage.py", *args]
+    print("$", " ".join(command[1:]), flush=True)
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return usage.ru_maxrss / 2**20  # kB on Linux
+
+
 def bench_dataset(name, folder, train_args):
     env = dict(os.environ, DATABASE_URL=database_url(f"shopguide_bench_{name}"),
                MEDIA_ROOT=str(ROOT / "var" / "bench" / name), PYTHONUNBUFFERED="1")
@@ -69,11 +83,12 @@ def bench_dataset(name, folder, train_args):
     manage(env, "createcachetable")
     manage(env, "load_catalog", str(folder))
     started = time.monotonic()
-    manage(env, "shopguide_train", "--sync", "--activate", *train_args)
+    peak_gb = manage_peak_gb(env, "shopguide_train", "--sync", "--activate", *train_args)
     training_seconds = time.monotonic() - started
     results = json.loads(manage(env, "shopguide_evaluate", "--judgments", str(folder / "judgments.csv"),
                                 "--split", HELDOUT_SPLIT[name], "--json", capture=True))
-    return {"split": HELDOUT_SPLIT[name], "training_seconds": round(training_seconds), "strategies": results}
+    return {"split": HELDOUT_SPLIT[name], "training_seconds": round(training_seconds),
+            "training_peak_gb": round(peak_gb, 2), "strategies": results}
 
 
 def table(name, outcome):
@@ -81,13 +96,14 @@ def table(name, outcome):
     bm25 = strategies["bm25"]["ndcg@10"]
     lines = [
         f"**{name}** (`{outcome['split']}` split, {strategies['bm25']['queries']} queries, whole catalogue; "
-        f"training took {outcome['training_seconds'] / 60:.1f} min)",
+        f"training took {outcome['training_seconds'] / 60:.1f} min"
+        + (f", peak memory {outcome['training_peak_gb']:.1f} GB" if "training_peak_gb" in outcome else "") + ")",
         "",
         "| strategy | nDCG@10 | vs BM25 | condensed nDCG@10 | Recall@100 | MRR |",
         "|---|---|---|---|---|---|",
     ]
     for key, label in STRATEGY_NAMES.items():
-        metrics = strategies[key]
+        metrics = strategies.get(key, {"skipped": "not measured in this run"})
         if "skipped" in metrics:
             lines.append(f"| {label} | skipped: {metrics['skipped']} | | | | |")
             continue

@@ -105,7 +105,7 @@ class CatalogSource:
                 pks.append(pk_field.to_python(key))
             except Exception:  # a key that can never be a primary key of this model
                 continue
-        return {self.key(product): product for product in products.filter(pk__in=pks)}
+        return {self.key(product): product for product in products.filter(pk__in=pks).order_by()}
 
 
 @functools.cache

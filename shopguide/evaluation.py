@@ -4,7 +4,10 @@ Strategies, each ranking all available products for each query:
 
 - ``postgres_fts``: PostgreSQL full-text search as a Django shop uses it by default
   (``SearchQuery``: ``plainto_tsquery``, every word must match; ranked by ``ts_rank``);
-- ``bm25``: BM25 over the product texts with English stemming;
+- ``bm25``: BM25 over the product texts with English stemming, words split as a standard
+  search-engine tokenizer does (letters and digits run together: "18v", "2x4");
+- ``bm25_products``: the lexical side of ``hybrid``: the same with shopguide's product
+  tokenizer (numbers split from words), on the query with its mistyped words corrected;
 - ``zero_shot``: the base sentence encoder, exact cosine;
 - ``fine_tuned``: the active version's encoder;
 - ``hybrid``: the fine-tuned encoder, stemmed BM25 and trigram BM25 fused, ordered by the
@@ -23,6 +26,7 @@ from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .importing import DatasetError, Problem, resolve_judgments
 from .ml.encoder import Encoder, default_model_path
+from .ml.lexical import Analyzer, BM25Index
 from .ml.metrics import evaluate_run
 from .ml.pipeline import (
     ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, Retriever, load_product_vectors, load_ranker, texts_digest,
@@ -30,7 +34,7 @@ from .ml.pipeline import (
 from .ml.reranker import CrossEncoder, rerank
 from .versions import active_model
 
-STRATEGIES = ("postgres_fts", "bm25", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked")
+STRATEGIES = ("postgres_fts", "bm25", "bm25_products", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked")
 RERANK_DEPTH = 30
 FTS_CONFIG = "english"
 
@@ -112,15 +116,17 @@ def evaluate_strategies(qrels, k=10, progress=None):
         results[name] = {**evaluate_run(rankings[name], qrels, k), "seconds": round(time.monotonic() - started, 2)}
 
     measure("postgres_fts", lambda: postgres_fts_rankings(keys, texts, queries))
+    standard = BM25Index(keys, texts, analyzer=Analyzer(standard=True))
+    measure("bm25", lambda: {query: standard.search(query, 100) for query in queries})
     catalogue = CatalogueIndex(keys, texts)
-    measure("bm25", lambda: {query: catalogue.bm25.search(query, 100) for query in queries})
+    measure("bm25_products", lambda: {query: catalogue.bm25.search(catalogue.correct(query), 100) for query in queries})
     base = Encoder(shopguide_settings.BASE_MODEL or default_model_path())
     base_vectors = cached_vectors(base, keys, texts, lambda d, t: progress("encoding catalogue (base model)", d, t))
-    measure("zero_shot", lambda: Retriever(base, catalogue, base_vectors).rankings(queries)[0])
+    measure("zero_shot", lambda: Retriever(base, catalogue, base_vectors).dense(queries))
 
     model = active_model()
     if model is None:
-        for name in STRATEGIES[3:]:
+        for name in STRATEGIES[STRATEGIES.index("fine_tuned"):]:
             results[name] = {"skipped": "no active model version"}
         return results
     tuned = Encoder(model.folder / ENCODER_FOLDER)

@@ -133,10 +133,15 @@ def lexical_keys(query, limit):
     return [source.key_for_pk(pk) for pk in rows]
 
 
-def matched_words(query, terms, analyzer=Analyzer()):
-    """The query's words (as typed) found among a product's analysed ``terms``, after stemming."""
+def word_stems(query, analyzer=Analyzer()):
+    """``[(word as typed, its stems)]`` for each word of ``query``."""
+    return [(word, analyzer(word)) for word in query.split()]
+
+
+def matched_words(stems, terms):
+    """The words of a query (``word_stems``) found among a product's analysed ``terms``."""
     terms = set(terms)
-    return [word for word in query.split() if any(stem in terms for stem in analyzer(word))]
+    return [word for word, word_terms in stems if any(term in terms for term in word_terms)]
 
 
 @contextmanager
@@ -163,16 +168,17 @@ def shopper_choices(normalized):
         yield choices
 
 
-def reason_for(key, query, ranked, choices):
-    """A short, truthful account of why ``key`` is recommended for ``query``."""
+def reason_for(key, query, ranked, choices, stems):
+    """A short, truthful account of why ``key`` is recommended for ``query`` (``stems``: the
+    ``word_stems`` of the corrected query)."""
     bought, clicked = choices.get(key, (0, 0))
     if bought:
         return f"often bought after searching “{query}”" if bought > 1 else f"bought after searching “{query}”"
     if clicked > 1:
         return f"often chosen by shoppers who searched “{query}”"
     if key in ranked.lexical:
-        words = matched_words(query, ranked.terms.get(key, ()))
-        return f"matches “{' '.join(words) or query}”"
+        words = matched_words(stems, ranked.terms.get(key, ()))
+        return f"matches “{' '.join(words) or ranked.corrected}”"
     if key in ranked.spelling:
         return f"close match for “{query}”"
     return f"related to “{query}”"
@@ -205,7 +211,8 @@ def ranked_for(normalized):
             found = index.rank(normalized)
             top = found.keys[:CACHED_DEPTH]
             choices = choices_among(top)
-        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices))
+        stems = word_stems(found.corrected)
+        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices, stems))
                   for rank, key in enumerate(top)]
     if not ranked:
         ranked = [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]
@@ -279,8 +286,16 @@ def similar_products(product, limit=8):
 
 
 def materialise(ranked, exclude, limit):
+    """``Recommendation``s for the first ``limit`` rows of ``ranked`` whose products are
+    available and not excluded. The serving index leaves unavailable products out already,
+    so one query for ``limit`` products is the rule; a product that went out of stock since
+    the list was cached costs a second one, for the rest of the list."""
     source = get_catalog_source()
     excluded = {source.key(item) if hasattr(item, "pk") else str(item) for item in exclude}
-    wanted = [row for row in ranked if row[0] not in excluded][: limit + 10]
-    products = source.products_by_key([row[0] for row in wanted])
-    return [Recommendation(products[key], score, reason) for key, score, reason in wanted if key in products][:limit]
+    wanted = [row for row in ranked if row[0] not in excluded]
+    rows = wanted[:limit]
+    products = source.products_by_key([row[0] for row in rows])
+    if len(products) < len(rows):
+        rows = wanted
+        products.update(source.products_by_key([row[0] for row in wanted[limit:]]))
+    return [Recommendation(products[key], score, reason) for key, score, reason in rows if key in products][:limit]

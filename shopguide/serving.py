@@ -47,8 +47,9 @@ class Ranked:
     """One query's hybrid ranking: keys best first, and what put each of them there."""
 
     keys: list
-    lexical: set  # keys found by stemmed BM25 (they share a word with the query)
+    lexical: set  # keys found by stemmed BM25 (they share a word with the corrected query)
     spelling: set  # keys found only by trigram BM25 (close spelling)
+    corrected: str  # the query with its unknown words corrected (what the words matched)
     reranked: bool = False  # the cross-encoder reordered the top
     terms: dict = field(default_factory=dict)  # key -> the serving text's analysed terms
 
@@ -104,16 +105,19 @@ class PgvectorVectors:
         works on it (the caller does its lexical ranking meanwhile). ``cosines`` returns a
         cosine for every catalogue position: the HNSW top ``DEPTH`` and the ``wanted``
         positions exactly, -1 for the rest (they cannot be in any top list)."""
+        # The vector is written out once (formatting 384 floats is the costly part of sending
+        # it) and named three times.
+        vector = "[" + ",".join(map(str, query_vector.tolist())) + "]"
         with pipelined_cursor() as cursor:  # hnsw.ef_search is set when the connection opens
-            cursor.execute("SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
-                           "ORDER BY embedding <=> %s LIMIT %s", [query_vector, query_vector, DEPTH])
+            cursor.execute("SELECT product_key, 1 - (embedding <=> %s::vector) FROM shopguide_productvector "
+                           "ORDER BY embedding <=> %s::vector LIMIT %s", [vector, vector, DEPTH])
 
             def cosines(wanted):
                 rows = []
                 if wanted:  # sent behind the nearest-neighbour query, without waiting for its rows
                     with connection.cursor() as exact:
-                        exact.execute("SELECT product_key, 1 - (embedding <=> %s) FROM shopguide_productvector "
-                                      "WHERE product_key = ANY(%s)", [query_vector, [keys[index] for index in wanted]])
+                        exact.execute("SELECT product_key, 1 - (embedding <=> %s::vector) FROM shopguide_productvector "
+                                      "WHERE product_key = ANY(%s)", [vector, [keys[index] for index in wanted]])
                         rows = exact.fetchall()
                 rows += cursor.fetchall()
                 cosine = np.full(len(keys), -1.0, dtype=np.float32)
@@ -226,22 +230,23 @@ class ServingIndex:
         started = time.monotonic()
         catalogue, vectors, alive = self.snapshot
         if not catalogue.keys:
-            return Ranked([], set(), set())
-        query_vector = self.encoder.encode_queries([query])[0]
+            return Ranked([], set(), set(), query)
+        query_vector = self.encoder.encode_queries([query])[0]  # as typed: see Retriever.candidates
         with vectors.search(query_vector, catalogue.keys) as cosines:  # the vector search runs meanwhile
-            bm25 = catalogue.bm25.scores(query)
+            corrected = catalogue.correct(query)
+            bm25 = catalogue.bm25.scores(corrected)
             trigram = catalogue.trigram.scores(query)
             coverage = catalogue.trigram.coverage(query)
-            bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
+            hits = bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
             cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()))
-        candidates = catalogue.features.candidates(query, cosine, bm25, trigram, coverage)
+        candidates = catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, hits=hits)
         order = self.ranker.order(candidates) if self.ranker else candidates.indices
         keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in alive]
         lexical = {catalogue.keys[index] for index in bm25_top}
         spelling = {catalogue.keys[index] for index in trigram_top} - lexical
-        reranked = self.maybe_rerank(catalogue, query, keys, time.monotonic() - started)
+        reranked = self.maybe_rerank(catalogue, corrected, keys, time.monotonic() - started)
         terms = {key: catalogue.features.terms[catalogue.positions[key]] for key in keys}
-        return Ranked(reranked or keys, lexical, spelling, reranked is not None, terms)
+        return Ranked(reranked or keys, lexical, spelling, corrected, reranked is not None, terms)
 
     def maybe_rerank(self, catalogue, query, keys, spent):
         """The version's cross-encoder blended into the top ``rerank_depth``, when the version

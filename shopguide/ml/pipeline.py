@@ -26,6 +26,7 @@ from .encoder import Encoder, default_model_path
 from .lexical import BM25Index
 from .metrics import evaluate_run
 from .ranker import DEPTH, FeatureBuilder, LinearRanker, top_indices, trigrams
+from .spelling import Speller
 from .reranker import CrossEncoder, rerank
 from .training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder, train_cross_encoder
 
@@ -141,7 +142,8 @@ def cold_start_data(texts, seed=42, heldout_share=0.1, count=20_000):
 
 
 class CatalogueIndex:
-    """The lexical side of one catalogue: stemmed BM25, trigram BM25 and feature builder."""
+    """The lexical side of one catalogue: stemmed BM25, trigram BM25, feature builder and the
+    speller that corrects queries against the catalogue's words."""
 
     def __init__(self, keys, texts):
         self.keys, self.texts = list(keys), list(texts)
@@ -149,10 +151,17 @@ class CatalogueIndex:
         self.trigram = BM25Index(self.keys, self.texts, analyzer=trigrams)
         self.features = FeatureBuilder(list(self.texts))
         self.positions = dict(self.bm25.positions)
+        self.speller = Speller(self.texts)
+
+    def correct(self, query):
+        """``query`` with the words no product contains corrected (see ``spelling``)."""
+        return self.speller.correct(query, self.bm25.documents_with)
 
     def updated(self, changes):
         """A copy with ``changes`` applied (see ``update``); readers of this index are not
-        disturbed, so a serving process can swap the copy in between two queries."""
+        disturbed, so a serving process can swap the copy in between two queries. The speller
+        keeps the corrections it knows: a word only new products use is offered from the next
+        full build (activation or rescore) on."""
         twin = copy.copy(self)
         twin.keys, twin.texts, twin.positions = list(self.keys), list(self.texts), dict(self.positions)
         twin.bm25, twin.trigram, twin.features = self.bm25.copy(), self.trigram.copy(), self.features.copy()
@@ -183,13 +192,17 @@ class Retriever:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
     def candidates(self, queries):
-        """``{query: (Candidates, cosine scores)}`` for a list of queries."""
+        """``{query: (Candidates, cosine scores)}`` for a list of queries. The encoder reads the
+        query as typed (it learned the shop's own words, mistyped ones included); BM25 and the
+        features read it with its unknown words corrected; trigram BM25, typo-tolerant by
+        design, reads it as typed."""
         out = {}
         for query, vector in zip(queries, self.encoder.encode_queries(queries)):
             cosine = self.vectors @ vector
-            trigram = self.catalogue.trigram
+            corrected, trigram = self.catalogue.correct(query), self.catalogue.trigram
             out[query] = (self.catalogue.features.candidates(
-                query, cosine, self.catalogue.bm25.scores(query), trigram.scores(query), trigram.coverage(query)), cosine)
+                corrected, cosine, self.catalogue.bm25.scores(corrected), trigram.scores(query), trigram.coverage(query)),
+                cosine)
         return out
 
     def dense(self, queries, depth=DEPTH, chunk=256):

@@ -39,8 +39,15 @@ def trigrams(text):
     return grams
 
 
-def top_indices(scores, depth, positive_only=False):
-    candidates = np.flatnonzero(scores > 0) if positive_only else np.arange(len(scores))
+def top_indices(scores, depth, positive_only=False, floor=None):
+    """Positions of the ``depth`` highest ``scores``, best first (ties: lower position first);
+    only positive scores with ``positive_only``, only scores above ``floor`` when given."""
+    if positive_only:
+        candidates = np.flatnonzero(scores > 0)
+    elif floor is not None:
+        candidates = np.flatnonzero(scores > floor)
+    else:
+        candidates = np.arange(len(scores))
     if len(candidates) > depth:
         candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
     return candidates[np.lexsort((candidates, -scores[candidates]))]
@@ -86,37 +93,44 @@ class FeatureBuilder:
         else:
             self.texts[index], self.terms[index] = text, self.analyse(text)
 
-    def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES):
+    def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES, hits=None):
         """Fused candidates with features; ``trigram_coverage`` is the share of the query's
-        trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits)."""
-        bm25_top, trigram_top, trigram = lexical_hits(bm25, trigram, trigram_coverage, depth)
-        lists = (top_indices(cosine, depth), bm25_top, trigram_top)
+        trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits).
+        ``hits``: what ``lexical_hits`` returned for these scores, when the caller has it."""
+        bm25_top, trigram_top, trigram = hits or lexical_hits(bm25, trigram, trigram_coverage, depth)
+        lists = (top_indices(cosine, depth, floor=-1.0), bm25_top, trigram_top)
         fused = {}
         for ranking, weight in zip(lists, RRF_WEIGHTS):
-            for rank, index in enumerate(ranking, start=1):
+            for rank, index in enumerate(ranking.tolist(), start=1):
                 fused[index] = fused.get(index, 0.0) + weight / (RRF_K + rank)
         order = sorted(fused, key=lambda index: (-fused[index], index))[:limit]
+        at = np.asarray(order, dtype=np.int64)
         query_terms = self.analyzer(query)
         query_set, digits = set(query_terms), set(_DIGITS.findall(query))
-        best_cosine = cosine[lists[0][0]] if len(lists[0]) else 0.0
-        top_bm25, top_trigram = max(bm25.max(), 1e-9), max(trigram.max(), 1e-9)
+        first, last = (query_terms[0], query_terms[-1]) if query_terms else (None, None)
         query_lower = query.lower()
-        rows = []
-        for rank, index in enumerate(order):
+        lexical = []  # the features that read the product's text
+        for index in order:
             terms, lowered = self.terms[index], self.texts[index].lower()
-            title_digits = set(_DIGITS.findall(lowered)) if digits else ()
-            rows.append((
-                cosine[index], cosine[index] - best_cosine, bm25[index] / top_bm25, trigram[index] / top_trigram,
-                fused[index] * RRF_K, 1.0 / (1 + rank),
-                len(query_set.intersection(terms)) / max(len(query_set), 1),
-                np.log1p(len(terms)), np.log1p(len(query_set)), float(bm25[index] > 0),
-                len(digits & title_digits) / len(digits) if digits else 0.5,
-                float(query_lower in lowered),
-                terms.index(query_terms[0]) / max(len(terms), 1) if query_terms and query_terms[0] in terms else 1.0,
-                float(bool(query_terms) and query_terms[-1] in terms),
+            lexical.append((
+                len(query_set.intersection(terms)),
+                len(terms),
+                len(digits.intersection(_DIGITS.findall(lowered))) / len(digits) if digits else 0.5,
+                query_lower in lowered,
+                terms.index(first) / max(len(terms), 1) if first in terms else 1.0,
+                last in terms,
             ))
-        features = np.asarray(rows, dtype=np.float32).reshape(len(order), len(FEATURES))
-        return Candidates(np.asarray(order, dtype=np.int64), features)
+        lexical = np.asarray(lexical, dtype=np.float32).reshape(len(order), 6)
+        best_cosine = cosine[lists[0][0]] if len(lists[0]) else 0.0
+        top_bm25, top_trigram = max(float(bm25.max()), 1e-9), max(float(trigram.max()), 1e-9)
+        features = np.column_stack([
+            cosine[at], cosine[at] - best_cosine, bm25[at] / top_bm25, trigram[at] / top_trigram,
+            np.array([fused[index] for index in order]) * RRF_K, 1.0 / (1 + np.arange(len(order))),
+            lexical[:, 0] / max(len(query_set), 1), np.log1p(lexical[:, 1]),
+            np.full(len(order), np.log1p(len(query_set))), bm25[at] > 0,
+            lexical[:, 2], lexical[:, 3], lexical[:, 4], lexical[:, 5],
+        ]).astype(np.float32).reshape(len(order), len(FEATURES))
+        return Candidates(at, features)
 
 
 class LinearRanker:

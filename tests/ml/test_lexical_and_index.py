@@ -15,6 +15,20 @@ def test_analyzer_stems_and_drops_stop_words():
     assert Analyzer()("The Drills and Batteries") == ["drill", "batteri"]
 
 
+def test_numbers_are_split_from_words_as_product_texts_write_them():
+    analyse = Analyzer()
+    assert analyse("18V Drill, 2x4 stud 1/2in. 2.5 gal") == ["18", "v", "drill", "2", "4", "stud", "1/2", "2.5", "gal"]
+    assert analyse("Model X") == ["model", "x"]  # an "x" only separates numbers
+    assert analyse("2 in. x 4 in. x 8 ft.") == ["2", "4", "8", "ft"]
+    assert Analyzer(standard=True)("18V Drill, 2x4 stud") == ["18v", "drill", "2x4", "stud"]
+
+
+def test_a_measurement_matches_however_it_is_written():
+    index = BM25Index(["stud", "screw"], ["2 in. x 4 in. x 8 ft. Stud", "Wood screw #8 x 2 in."])
+    assert index.search("2x4x8") == ["stud", "screw"]
+    assert BM25Index(["stud"], ["2 in. x 4 in. x 8 ft. Stud"], analyzer=Analyzer(standard=True)).search("2x4x8") == []
+
+
 def test_bm25_ranks_by_term_weight_and_skips_non_matches():
     index = BM25Index(TEXTS.keys(), TEXTS.values())
     assert index.search("drills") == ["drills", "drill"]  # two matches of 'drill' beat one

@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 import numpy as np
+import psycopg
 from django.db import connection
 
 from .artifacts import verify
@@ -87,9 +88,12 @@ class InProcessVectors:
 def pipelined_cursor():
     """A cursor in psycopg's pipeline mode: a query is sent when executed and PostgreSQL starts
     on it at once, while its rows are read only when fetched, so this process can work in
-    between."""
+    between. It is psycopg's own cursor on Django's connection (errors still become Django's):
+    parameters travel apart from the query, in binary where the query says ``%b``, which spares
+    writing a query vector out as text (a third of a millisecond)."""
     connection.ensure_connection()
-    with connection.connection.pipeline(), connection.cursor() as cursor:
+    raw = connection.connection  # Django makes client-side binding cursors; this one binds on the server
+    with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
         yield cursor
 
 
@@ -105,19 +109,17 @@ class PgvectorVectors:
         works on it (the caller does its lexical ranking meanwhile). ``cosines`` returns a
         cosine for every catalogue position: the HNSW top ``DEPTH`` and the ``wanted``
         positions exactly, -1 for the rest (they cannot be in any top list)."""
-        # The vector is written out once (formatting 384 floats is the costly part of sending
-        # it) and named three times.
-        vector = "[" + ",".join(map(str, query_vector.tolist())) + "]"
+        vector = np.asarray(query_vector, dtype=np.float32)
         with pipelined_cursor() as cursor:  # hnsw.ef_search is set when the connection opens
-            cursor.execute("SELECT product_key, 1 - (embedding <=> %s::vector) FROM shopguide_productvector "
-                           "ORDER BY embedding <=> %s::vector LIMIT %s", [vector, vector, DEPTH])
+            cursor.execute("SELECT product_key, 1 - (embedding <=> %b) FROM shopguide_productvector "
+                           "ORDER BY embedding <=> %b LIMIT %b", [vector, vector, DEPTH])
 
             def cosines(wanted):
                 rows = []
                 if wanted:  # sent behind the nearest-neighbour query, without waiting for its rows
-                    with connection.cursor() as exact:
-                        exact.execute("SELECT product_key, 1 - (embedding <=> %s::vector) FROM shopguide_productvector "
-                                      "WHERE product_key = ANY(%s)", [vector, [keys[index] for index in wanted]])
+                    with psycopg.Cursor(cursor.connection) as exact:
+                        exact.execute("SELECT product_key, 1 - (embedding <=> %b) FROM shopguide_productvector "
+                                      "WHERE product_key = ANY(%b)", [vector, [keys[index] for index in wanted]])
                         rows = exact.fetchall()
                 rows += cursor.fetchall()
                 cosine = np.full(len(keys), -1.0, dtype=np.float32)

@@ -12,8 +12,8 @@ typed.
 
 Candidates are found with the symmetric-delete method: every catalogue word is stored under
 each of its one-letter deletions, and a query word probes with its deletions up to 2 letters.
-The table is kept as two numpy arrays (hashes and word numbers), under 1 MB for Home Depot's
-54,667 titles. Measured on Home Depot dev queries (BM25 alone, nDCG@10): 0.406 -> 0.419; the
+The table is kept as two numpy arrays (hashes and word numbers): 0.9 MB for Home Depot's
+54,667 titles, 0.6 MB more for its 9,524 words. Measured on Home Depot dev queries (BM25 alone, nDCG@10): 0.406 -> 0.419; the
 queries it changed (114 of 892) 0.22 -> 0.32.
 """
 

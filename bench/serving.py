@@ -181,7 +181,8 @@ def floor_and_uncached(port, queries):
     gap between the two within a minute; taken in turns, both see it in the same state.
     The floor times query i and the server answers query i + n/2, so neither warms the
     other's caches; a pause after each answer lets the server finish what it does after
-    responding before the next floor timing. Returns the floor timings and the requests (in ``queries`` order)."""
+    responding before the next floor timing. Returns the floor timings and the requests (in
+    ``queries`` order)."""
     index, half = serving_index(), len(queries) // 2
     client, floors, answers = Client(port), [], {}
     for i, query in enumerate(queries):

@@ -235,10 +235,7 @@ class ServingIndex:
             return Ranked([], set(), set(), query)
         query_vector = self.encoder.encode_queries([query])[0]  # as typed: see Retriever.candidates
         with vectors.search(query_vector, catalogue.keys) as cosines:  # the vector search runs meanwhile
-            corrected = catalogue.correct(query)
-            bm25 = catalogue.bm25.scores(corrected)
-            trigram = catalogue.trigram.scores(query)
-            coverage = catalogue.trigram.coverage(query)
+            corrected, bm25, trigram, coverage = catalogue.lexical_scores(query)
             hits = bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
             cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()))
         candidates = catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, hits=hits)

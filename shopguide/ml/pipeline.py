@@ -157,6 +157,13 @@ class CatalogueIndex:
         """``query`` with the words no product contains corrected (see ``spelling``)."""
         return self.speller.correct(query, self.bm25.documents_with)
 
+    def lexical_scores(self, query):
+        """``(corrected query, BM25, trigram BM25, trigram coverage)`` over the catalogue. BM25
+        (and the ranking features, which take the corrected query) read the query with its
+        unknown words corrected; trigram BM25, typo-tolerant by design, reads it as typed."""
+        corrected = self.correct(query)
+        return corrected, self.bm25.scores(corrected), self.trigram.scores(query), self.trigram.coverage(query)
+
     def updated(self, changes):
         """A copy with ``changes`` applied (see ``update``); readers of this index are not
         disturbed, so a serving process can swap the copy in between two queries. The speller
@@ -193,16 +200,13 @@ class Retriever:
 
     def candidates(self, queries):
         """``{query: (Candidates, cosine scores)}`` for a list of queries. The encoder reads the
-        query as typed (it learned the shop's own words, mistyped ones included); BM25 and the
-        features read it with its unknown words corrected; trigram BM25, typo-tolerant by
-        design, reads it as typed."""
+        query as typed (it learned the shop's own words, mistyped ones included); the lexical
+        side as ``CatalogueIndex.lexical_scores`` says."""
         out = {}
         for query, vector in zip(queries, self.encoder.encode_queries(queries)):
             cosine = self.vectors @ vector
-            corrected, trigram = self.catalogue.correct(query), self.catalogue.trigram
-            out[query] = (self.catalogue.features.candidates(
-                corrected, cosine, self.catalogue.bm25.scores(corrected), trigram.scores(query), trigram.coverage(query)),
-                cosine)
+            corrected, bm25, trigram, coverage = self.catalogue.lexical_scores(query)
+            out[query] = (self.catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage), cosine)
         return out
 
     def dense(self, queries, depth=DEPTH, chunk=256):

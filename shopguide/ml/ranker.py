@@ -39,15 +39,10 @@ def trigrams(text):
     return grams
 
 
-def top_indices(scores, depth, positive_only=False, floor=None):
+def top_indices(scores, depth, above=None):
     """Positions of the ``depth`` highest ``scores``, best first (ties: lower position first);
-    only positive scores with ``positive_only``, only scores above ``floor`` when given."""
-    if positive_only:
-        candidates = np.flatnonzero(scores > 0)
-    elif floor is not None:
-        candidates = np.flatnonzero(scores > floor)
-    else:
-        candidates = np.arange(len(scores))
+    only scores greater than ``above`` when given."""
+    candidates = np.arange(len(scores)) if above is None else np.flatnonzero(scores > above)
     if len(candidates) > depth:
         candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
     return candidates[np.lexsort((candidates, -scores[candidates]))]
@@ -57,7 +52,7 @@ def lexical_hits(bm25, trigram, trigram_coverage, depth=DEPTH):
     """The top ``depth`` of stemmed BM25 and of trigram BM25 (products under
     ``TRIGRAM_MIN_COVERAGE`` are not trigram hits), and the trigram scores so masked."""
     trigram = np.where(trigram_coverage >= TRIGRAM_MIN_COVERAGE, trigram, 0.0)
-    return top_indices(bm25, depth, True), top_indices(trigram, depth, True), trigram
+    return top_indices(bm25, depth, above=0), top_indices(trigram, depth, above=0), trigram
 
 
 @dataclass
@@ -98,7 +93,7 @@ class FeatureBuilder:
         trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits).
         ``hits``: what ``lexical_hits`` returned for these scores, when the caller has it."""
         bm25_top, trigram_top, trigram = hits or lexical_hits(bm25, trigram, trigram_coverage, depth)
-        lists = (top_indices(cosine, depth, floor=-1.0), bm25_top, trigram_top)
+        lists = (top_indices(cosine, depth, above=-1.0), bm25_top, trigram_top)  # -1: not searched
         fused = {}
         for ranking, weight in zip(lists, RRF_WEIGHTS):
             for rank, index in enumerate(ranking.tolist(), start=1):

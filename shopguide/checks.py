@@ -7,6 +7,7 @@ from django.utils.module_loading import import_string
 
 from .catalog_source import get_product_model, resolve_field_path
 from .conf import DEFAULTS, shopguide_settings
+from .ml.precision import PRECISIONS
 
 
 def missing_field(model, setting, path, error_id):
@@ -32,6 +33,11 @@ def check_settings(app_configs=None, **kwargs):
         for name in shopguide_settings.user_settings
         if name not in DEFAULTS
     ]
+    if shopguide_settings.PRECISION not in PRECISIONS:
+        errors.append(Error(
+            f'SHOPGUIDE["PRECISION"] is {shopguide_settings.PRECISION!r}; use one of {", ".join(map(repr, PRECISIONS))}.',
+            id="shopguide.E006",
+        ))
     try:
         model = get_product_model()
     except ImproperlyConfigured as exc:

@@ -120,7 +120,7 @@ def evaluate_strategies(qrels, k=10, progress=None):
     measure("bm25", lambda: {query: standard.search(query, 100) for query in queries})
     catalogue = CatalogueIndex(keys, texts)
     measure("bm25_products", lambda: {query: catalogue.bm25.search(catalogue.correct(query), 100) for query in queries})
-    base = Encoder(shopguide_settings.BASE_MODEL or default_model_path())
+    base = Encoder(shopguide_settings.BASE_MODEL or default_model_path(), shopguide_settings.PRECISION)
     base_vectors = cached_vectors(base, keys, texts, lambda d, t: progress("encoding catalogue (base model)", d, t))
     measure("zero_shot", lambda: Retriever(base, catalogue, base_vectors).dense(queries))
 
@@ -129,7 +129,7 @@ def evaluate_strategies(qrels, k=10, progress=None):
         for name in STRATEGIES[STRATEGIES.index("fine_tuned"):]:
             results[name] = {"skipped": "no active model version"}
         return results
-    tuned = Encoder(model.folder / ENCODER_FOLDER)
+    tuned = Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION)
     vectors = load_product_vectors(model.folder, keys, texts)
     if vectors is None:
         vectors = cached_vectors(tuned, keys, texts, lambda d, t: progress("encoding catalogue (active model)", d, t))
@@ -144,7 +144,7 @@ def evaluate_strategies(qrels, k=10, progress=None):
     if not model.reranker_weight:
         results["hybrid_reranked"] = {"skipped": f"version {model.version} has no reranker"}
         return results
-    reranker = CrossEncoder(model.folder / RERANKER_FOLDER)
+    reranker = CrossEncoder(model.folder / RERANKER_FOLDER, shopguide_settings.PRECISION)
     depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", RERANK_DEPTH)
     text_of = dict(zip(keys, texts))
 

@@ -47,7 +47,7 @@ def encoder_for(model):
     if model.pk not in _encoders:
         set_torch_threads(shopguide_settings.TORCH_THREADS)
         _encoders.clear()  # one version at a time is enough
-        _encoders[model.pk] = Encoder(model.folder / ENCODER_FOLDER)
+        _encoders[model.pk] = Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION)
     return _encoders[model.pk]
 
 

@@ -174,11 +174,11 @@ class ServingIndex:
         self.model, self.epoch, self.changes = model, epoch, changes
         self.synced_at = None
         set_torch_threads(shopguide_settings.TORCH_THREADS)  # web processes too: see TORCH_THREADS
-        self.encoder = Encoder(model.folder / ENCODER_FOLDER)
+        self.encoder = Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION)
         self.ranker = load_ranker(model.folder)
         self.reranker = None
         if model.reranker_weight > 0 and (model.folder / RERANKER_FOLDER).is_dir():
-            self.reranker = CrossEncoder(model.folder / RERANKER_FOLDER)
+            self.reranker = CrossEncoder(model.folder / RERANKER_FOLDER, shopguide_settings.PRECISION)
         self.rerank_depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", 30)
         self.rerank_seconds = 0.0  # running estimate of one reranking's cost
         self.pgvector = has_pgvector(connection)

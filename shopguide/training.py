@@ -124,7 +124,7 @@ class RunProgress:
 
 
 def pipeline_config(options):
-    config = PipelineConfig()
+    config = PipelineConfig(precision=shopguide_settings.PRECISION)
     if options.get("epochs"):
         config.bi_encoder.epochs = config.cross_encoder.epochs = int(options["epochs"])
     if options.get("max_pairs"):
@@ -198,7 +198,7 @@ def score_active_version(pipeline):
         return None
     dimensions = len(next(iter(stored.values())))
     vectors = np.stack([stored.get(key, np.zeros(dimensions, dtype=np.float32)) for key in pipeline.keys])
-    retriever = Retriever(Encoder(model.folder / ENCODER_FOLDER), pipeline.catalogue, vectors, load_ranker(model.folder))
+    retriever = Retriever(Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION), pipeline.catalogue, vectors, load_ranker(model.folder))
     return {**pipeline.score(retriever)["hybrid"], "version": model.version}
 
 

@@ -54,3 +54,8 @@ def test_availability_field_must_exist_and_be_boolean():
 def test_unknown_keys_and_bad_adapter_path():
     assert error_ids(**VALID, PRODUCTS_MODEL="x") == ["shopguide.W001"]
     assert error_ids(**VALID, CATALOG_SOURCE="shop.nowhere.Source") == ["shopguide.E004"]
+
+
+def test_an_unknown_precision_is_an_error():
+    assert error_ids(**VALID, PRECISION="float32") == []
+    assert error_ids(**VALID, PRECISION="half") == ["shopguide.E006"]

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 import transformers
 from transformers import AutoModel, AutoTokenizer
 
+from .precision import use_bfloat16
+
 # Loading local folders needs no download bars, and a new reranker head is expected, not news.
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
@@ -37,13 +39,18 @@ def set_torch_threads(threads):
 class Encoder:
     """Turns texts into unit vectors; ``embed`` keeps gradients for fine-tuning."""
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, precision="auto"):
         self.path = Path(path) if path else default_model_path()
         if not (self.path / "config.json").is_file():
             raise ModelNotFound(f"No transformer model in {self.path} (config.json is missing).")
+        self.bfloat16 = use_bfloat16(precision)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModel.from_pretrained(self.path)
         self.model.eval()
+
+    def autocast(self):
+        """The context the model runs in: bfloat16 matrix products when ``precision`` says so."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16)
 
     @property
     def dimensions(self):
@@ -54,7 +61,8 @@ class Encoder:
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
-        hidden = self.model(**batch).last_hidden_state
+        with self.autocast():
+            hidden = self.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return F.normalize(pooled, p=2, dim=1)

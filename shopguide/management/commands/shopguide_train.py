@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--sync", action="store_true", help="train here, with progress bars, instead of on a Celery worker")
         parser.add_argument("--epochs", type=int, help="passes over the training pairs (default 1)")
-        parser.add_argument("--max-pairs", type=int, help="cap on (query, product) training pairs (default 12000)")
+        parser.add_argument("--max-pairs", type=int, help="cap on (query, product) training pairs (default 36000)")
         parser.add_argument("--reranker", action=argparse.BooleanOptionalAction, default=None,
                             help="train a cross-encoder reranker too (default: yes)")
         parser.add_argument("--holdout", type=float, default=0.1, help="share of queries held out for evaluation")

@@ -54,8 +54,8 @@ DEFAULTS = {
     "EVENTS_RATE": "120/min",
     # torch intra-op threads for training and encoding; None leaves torch's default.
     "TORCH_THREADS": None,
-    # Number format of the transformers' matrix products: "bfloat16" (about 3x faster training
-    # and encoding on CPUs with AVX512-BF16 or AMX, the same quality), "float32", or "auto"
+    # Number format of the transformers' matrix products: "bfloat16" (2-3x faster training and
+    # encoding on CPUs with AVX512-BF16 or AMX, the same quality), "float32", or "auto"
     # (bfloat16 where the CPU multiplies it natively).
     "PRECISION": "auto",
 }

@@ -66,12 +66,12 @@ class Worker:
         self.log.close()
 
 
-def wait_until(condition, timeout, what, worker=None):
+def wait_until(condition, timeout, what, worker=None, every=1.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(1)
+        time.sleep(every)
     log = Path(worker.log_path).read_text()[-3000:] if worker else ""
     pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log}")
 
@@ -174,8 +174,10 @@ def test_a_worker_killed_during_a_rescore_leaves_the_old_vectors_serving(shop, t
     from shopguide.tasks import rescore
 
     products, _ = shop
+    # Enough chunks that the worker cannot finish them all between two looks (a chunk of 8
+    # takes milliseconds in bfloat16).
     Product.objects.bulk_create(Product(external_id=f"f{n}", title=f"Filler product number {n} for chunks")
-                                for n in range(240))
+                                for n in range(1000))
     call_command("shopguide_train", "--sync", "--epochs", "3", "--no-reranker", "--holdout", "0.25", "--activate",
                  verbosity=0)
     model = active_model()
@@ -190,7 +192,7 @@ def test_a_worker_killed_during_a_rescore_leaves_the_old_vectors_serving(shop, t
     try:
         rescore.apply(args=[model.pk, False, False])  # chunks go to the worker
         job = Rescore.objects.latest("pk")
-        wait_until(lambda: len(Rescore.objects.get(pk=job.pk).done_chunks) >= 3, 120, "some chunks", worker)
+        wait_until(lambda: len(Rescore.objects.get(pk=job.pk).done_chunks) >= 3, 120, "some chunks", worker, every=0.05)
         worker.kill()
         job.refresh_from_db()
         assert job.status == "running" and len(job.done_chunks) < job.chunks

@@ -3,9 +3,8 @@ stores what comes out.
 
 1. Encode the catalogue with the base model; score it on the held-out queries ("before").
 2. Build (query, relevant product, hard negative) pairs from the training queries; hard
-   negatives are products the base system's fused ranking (base encoder, BM25 and trigram
-   BM25) puts high that are not judged relevant, judged-irrelevant ones included. A shop
-   without judgments gets pairs made from its catalogue.
+   negatives are judged-irrelevant products and products the base model ranks high that are
+   not judged relevant. A shop without judgments gets pairs made from its catalogue.
 3. Fine-tune the bi-encoder, re-encode the catalogue, score again ("after").
 4. Optionally train a cross-encoder on the retriever's own top candidates (so it learns what
    the retriever gets wrong), and keep it only with the blend weight that scores best on the
@@ -61,17 +60,14 @@ class PipelineConfig:
     ranker_train_queries: int = 1_000  # training queries the fusion is also fitted on
     positives_per_query: int = 8
     hard_negatives: int = 1
-    # Mine among the base system's top results, leaving out the first few unjudged ones: with
-    # sparse judgments they are often relevant products nobody judged.
-    hard_negative_skip: int = 5
-    hard_negative_depth: int = 50
+    hard_negative_depth: int = 30  # mine among the base model's top results
     reranker: bool = True
     reranker_max_examples: int = 8_000
     rerank_depth: int = 30
     blend_weights: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
     k: int = 10
     seed: int = 42
-    precision: str = "auto"  # see encoder.use_bfloat16
+    precision: str = "auto"  # see precision.use_bfloat16
 
 
 @dataclass
@@ -313,39 +309,22 @@ class Pipeline:
         steps_per_epoch = math.ceil(pairs / config.batch_size) if pairs else 1
         return replace(config, epochs=max(config.epochs, math.ceil(self.config.min_retriever_steps / steps_per_epoch)))
 
-    def mining_rankings(self, retriever, queries, chunk=500):
-        """The fused ranking (no learned fusion yet) of each query, to mine hard negatives from.
-
-        The fine-tuned encoder serves inside the hybrid, so it is taught to tell apart what
-        the hybrid puts high: mostly lexical look-alikes. Measured on Home Depot (36,000 pairs,
-        nDCG@10 of the hybrid on dev / on the run's report queries): negatives from the base
-        encoder's own top 30 0.446 / 0.456, from the fused top 30 0.449 / 0.456, from its
-        places 6-50 0.451 / 0.463; the last with learning rate 2e-4 instead of 1e-4: see
-        README."""
-        ranked = {}
-        for start in range(0, len(queries), chunk):
-            ranked.update(retriever.rankings(queries[start:start + chunk], fused_only=True)[1])
-            self.progress("mining hard negatives", min(start + chunk, len(queries)), len(queries))
-        return ranked
-
     def build_pairs(self, retriever):
         """Training pairs: relevant products of each query, each with hard negatives mined from
-        the base system's top results (judged irrelevant, or unjudged and not among the first
-        ``hard_negative_skip``). Each query gives up to ``positives_per_query`` of them,
-        or its share of ``max_pairs`` when that is more: a shop with few queries trains on all
-        it knows instead of a handful of pairs."""
+        the base model's top results. Each query gives up to ``positives_per_query`` of them, or
+        its share of ``max_pairs`` when that is more: a shop with few queries trains on all it
+        knows instead of a handful of pairs."""
         threshold = positive_threshold(self.data.judgments)
         queries = [q for q in self.data.train_queries if any(g >= threshold for g in self.data.judgments[q].values())]
         per_query = max(self.config.positives_per_query, self.config.max_pairs // max(1, len(queries)))
-        ranked = self.mining_rankings(retriever, queries) if self.config.hard_negatives else {}
+        ranked = retriever.dense(queries, self.config.hard_negative_depth) if self.config.hard_negatives else {}
         pairs = []
         for query in queries:
             judged = self.data.judgments[query]
             positives = sorted((key for key, grade in judged.items() if grade >= threshold and key in self.data.texts),
                                key=lambda key: -judged[key])[:per_query]
-            top = ranked.get(query, [])[:self.config.hard_negative_depth]
-            candidates = [key for place, key in enumerate(top) if judged.get(key, 0.0) < threshold
-                          and (key in judged or place >= self.config.hard_negative_skip)]
+            candidates = [key for key in ranked.get(query, [])[:self.config.hard_negative_depth]
+                          if judged.get(key, 0.0) < threshold]
             for positive in positives:
                 negatives = self.rng.sample(candidates, min(self.config.hard_negatives, len(candidates)))
                 pairs.append(Pair(query, positive, negatives))

@@ -25,8 +25,8 @@ def use_bfloat16(precision):
     """``precision``: "bfloat16", "float32", or "auto" (bfloat16 where the CPU is fast at it).
 
     Matrix products in bfloat16 (weights, sums and outputs stay float32) make encoding and
-    fine-tuning about 3x faster on such CPUs; vectors agree with float32 ones to a cosine of
-    0.99998 (all-MiniLM-L6-v2, Home Depot titles)."""
+    fine-tuning 2-3x faster on such CPUs; vectors agree with float32 ones to a cosine of
+    0.9999 or more (all-MiniLM-L6-v2, Home Depot titles)."""
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
     return precision == "bfloat16" or (precision == "auto" and fast_bfloat16())

@@ -26,7 +26,7 @@ class Pair:
 class BiEncoderConfig:
     epochs: int = 1
     batch_size: int = 64
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-4
     warmup_share: float = 0.1
     scale: float = 20.0  # cosine similarities times this are the softmax logits
     product_max_length: int = 48

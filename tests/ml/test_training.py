@@ -152,33 +152,3 @@ def test_the_fusion_is_fitted_on_training_queries_too(tmp_path, monkeypatch):
     assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=8)).fit_ranker(retriever) is None
     assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=4, ranker_train_queries=0)).fit_ranker(retriever) is None
     assert len(fitted_on) == 1
-
-
-def test_hard_negatives_are_the_fused_rankings_top_products_not_judged_relevant(tmp_path):
-    keys = list(PRODUCTS)
-    texts = [PRODUCTS[key] for key in keys]
-    judgments = {"ft": {"p1": 2.0, "p5": 0.0}, "white light": {"p3": 2.0}, "steel sink": {"p4": 2.0, "p2": 2.0},
-                 "kitchen": {"p6": 2.0}}
-    data = RecommenderData(PRODUCTS, judgments, train_queries=list(judgments), heldout_queries=[])
-    stages = []
-    pipeline = Pipeline(data, tmp_path, PipelineConfig(hard_negative_skip=1, hard_negative_depth=4, hard_negatives=2),
-                        progress=lambda stage, done, total, loss=None: stages.append((stage, done, total)))
-    encoder = Encoder()
-    retriever = Retriever(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
-    fused = retriever.rankings(list(judgments), fused_only=True)[1]
-    pairs = pipeline.build_pairs(retriever)
-
-    assert sorted((pair.query, pair.positive) for pair in pairs) == [
-        ("ft", "p1"), ("kitchen", "p6"), ("steel sink", "p2"), ("steel sink", "p4"), ("white light", "p3")]
-    for pair in pairs:
-        relevant = {key for key, grade in judgments[pair.query].items() if grade >= 1.0}
-        # The first place only when judged irrelevant, places 2-4 unless judged relevant.
-        allowed = [key for place, key in enumerate(fused[pair.query][:4])
-                   if key not in relevant and (place > 0 or key in judgments[pair.query])]
-        assert len(pair.negatives) == min(2, len(allowed)) and set(pair.negatives) <= set(allowed)
-    negatives = {pair.query: pair.negatives for pair in pairs}
-    # "ft": the judged-irrelevant ladder ranks first (lexically) and is a negative; "kitchen":
-    # the sink ranks first unjudged and is not.
-    assert fused["ft"][0] == "p5" and "p5" in negatives["ft"]
-    assert fused["kitchen"][0] == "p4" and "p4" not in negatives["kitchen"]
-    assert stages[-1] == ("mining hard negatives", 4, 4)

@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 from publishing import publish  # noqa: E402
 
 from shopguide.ml.encoder import Encoder  # noqa: E402
-from shopguide.ml.pipeline import CatalogueIndex, Retriever  # noqa: E402
 from shopguide.ml.text import normalize_query  # noqa: E402
 from shopguide.ml.training import BiEncoderConfig, Pair, train_bi_encoder  # noqa: E402
 

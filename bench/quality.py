@@ -35,7 +35,7 @@ STRATEGY_NAMES = {
     "bm25_products": "shopguide BM25 (product tokenizer, spelling corrected)",
     "zero_shot": "all-MiniLM-L6-v2 zero-shot",
     "fine_tuned": "shopguide fine-tuned bi-encoder",
-    "hybrid": "shopguide hybrid (fine-tuned + BM25 + trigram BM25, learned fusion)",
+    "hybrid": "shopguide hybrid (fine-tuned + BM25 + trigram BM25 + search memory, learned fusion)",
     "hybrid_reranked": "shopguide hybrid + reranker",
 }
 

@@ -27,6 +27,7 @@ from .conf import shopguide_settings
 from .importing import DatasetError, Problem, resolve_judgments
 from .ml.encoder import Encoder, default_model_path
 from .ml.lexical import Analyzer, BM25Index
+from .ml.memory import SearchMemory
 from .ml.metrics import evaluate_run
 from .ml.pipeline import (
     ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, Retriever, load_product_vectors, load_ranker, texts_digest,
@@ -133,7 +134,7 @@ def evaluate_strategies(qrels, k=10, progress=None):
     vectors = load_product_vectors(model.folder, keys, texts)
     if vectors is None:
         vectors = cached_vectors(tuned, keys, texts, lambda d, t: progress("encoding catalogue (active model)", d, t))
-    retriever = Retriever(tuned, catalogue, vectors, load_ranker(model.folder))
+    retriever = Retriever(tuned, catalogue, vectors, load_ranker(model.folder), SearchMemory.load(model.folder))
     started = time.monotonic()
     dense, hybrid = retriever.rankings(queries)
     seconds = round(time.monotonic() - started, 2)

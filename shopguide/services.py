@@ -181,6 +181,8 @@ def reason_for(key, query, ranked, choices, stems):
         return f"matches “{' '.join(words) or ranked.corrected}”"
     if key in ranked.spelling:
         return f"close match for “{query}”"
+    if key in ranked.remembered:
+        return "chosen by shoppers for similar searches"
     return f"related to “{query}”"
 
 

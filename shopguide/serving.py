@@ -32,6 +32,7 @@ from .conf import shopguide_settings
 from .embeddings import has_pgvector
 from .ml.encoder import Encoder, set_torch_threads
 from .ml.pipeline import ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, load_ranker
+from .ml.memory import SearchMemory
 from .ml.ranker import DEPTH, lexical_hits, top_indices
 from .ml.reranker import CrossEncoder, rerank
 from .models import ProductVector, ServingState
@@ -53,6 +54,7 @@ class Ranked:
     corrected: str  # the query with its unknown words corrected (what the words matched)
     reranked: bool = False  # the cross-encoder reordered the top
     terms: dict = field(default_factory=dict)  # key -> the serving text's analysed terms
+    remembered: set = field(default_factory=set)  # keys the search memory voted for
 
 
 class Snapshot(NamedTuple):
@@ -176,6 +178,7 @@ class ServingIndex:
         set_torch_threads(shopguide_settings.TORCH_THREADS)  # web processes too: see TORCH_THREADS
         self.encoder = Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION)
         self.ranker = load_ranker(model.folder)
+        self.memory = SearchMemory.load(model.folder)
         self.reranker = None
         if model.reranker_weight > 0 and (model.folder / RERANKER_FOLDER).is_dir():
             self.reranker = CrossEncoder(model.folder / RERANKER_FOLDER, shopguide_settings.PRECISION)
@@ -237,15 +240,18 @@ class ServingIndex:
         with vectors.search(query_vector, catalogue.keys) as cosines:  # the vector search runs meanwhile
             corrected, bm25, trigram, coverage = catalogue.lexical_scores(query)
             hits = bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
-            cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()))
-        candidates = catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, hits=hits)
+            memory = self.memory.votes(query, query_vector, catalogue.positions, len(catalogue.keys)) if self.memory else None
+            remembered = top_indices(memory[0], DEPTH, above=0).tolist() if memory else []
+            cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()) | set(remembered))
+        candidates = catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, hits=hits, memory=memory)
         order = self.ranker.order(candidates) if self.ranker else candidates.indices
         keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in alive]
         lexical = {catalogue.keys[index] for index in bm25_top}
         spelling = {catalogue.keys[index] for index in trigram_top} - lexical
         reranked = self.maybe_rerank(catalogue, corrected, keys, time.monotonic() - started)
         terms = {key: catalogue.features.terms[catalogue.positions[key]] for key in keys}
-        return Ranked(reranked or keys, lexical, spelling, corrected, reranked is not None, terms)
+        remembered = {catalogue.keys[index] for index in remembered}
+        return Ranked(reranked or keys, lexical, spelling, corrected, reranked is not None, terms, remembered)
 
     def maybe_rerank(self, catalogue, query, keys, spent):
         """The version's cross-encoder blended into the top ``rerank_depth``, when the version

@@ -52,6 +52,7 @@ def test_trained_queries_bring_their_product_first(products):
         assert keys(recommend(word, limit=3))[0] == SLANG[word], word
     index = ServingIndex.get()
     assert isinstance(index.vectors, serving.InProcessVectors) != index.pgvector
+    assert len(index.memory) == len(words)  # the version's search memory: its training queries
 
 
 def test_limit_exclusion_and_reasons(products):
@@ -65,6 +66,8 @@ def test_limit_exclusion_and_reasons(products):
     assert all(item.reason for item in rest)
     drill = recommend("cordless drill", limit=1)[0]
     assert drill.product.external_id == "p2" and drill.reason == "matches “cordless drill”"
+    # A trained word's product, found by no word of its text: the memory of that search.
+    assert recommend(word, limit=1)[0].reason == "chosen by shoppers for similar searches"
 
 
 def test_shopper_purchases_are_the_reason_when_they_exist(products):

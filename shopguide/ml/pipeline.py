@@ -5,7 +5,9 @@ stores what comes out.
 2. Build (query, relevant product, hard negative) pairs from the training queries; hard
    negatives are judged-irrelevant products and products the base model ranks high that are
    not judged relevant. A shop without judgments gets pairs made from its catalogue.
-3. Fine-tune the bi-encoder, re-encode the catalogue, score again ("after").
+3. Fine-tune the bi-encoder, re-encode the catalogue, build the search memory of the training
+   queries, fit the fusion (kept with the memory only where it beats plain fusion), score
+   again ("after").
 4. Optionally train a cross-encoder on the retriever's own top candidates (so it learns what
    the retriever gets wrong), and keep it only with the blend weight that scores best on the
    held-out queries; weight 0 means the reranker is not used.
@@ -24,6 +26,7 @@ import numpy as np
 
 from .encoder import Encoder, default_model_path
 from .lexical import BM25Index
+from .memory import SearchMemory
 from .metrics import evaluate_run
 from .ranker import DEPTH, FeatureBuilder, LinearRanker, top_indices, trigrams
 from .spelling import Speller
@@ -193,21 +196,23 @@ class CatalogueIndex:
 
 class Retriever:
     """Rankings over one catalogue for one encoder: ``dense`` (exact cosine) and ``hybrid``
-    (three retrievers fused, ordered by ``ranker`` when there is one)."""
+    (the encoder, two lexical retrievers and the search ``memory`` when there is one, fused and
+    ordered by ``ranker`` when there is one)."""
 
-    def __init__(self, encoder, catalogue, vectors, ranker=None):
-        self.encoder, self.catalogue, self.ranker = encoder, catalogue, ranker
+    def __init__(self, encoder, catalogue, vectors, ranker=None, memory=None):
+        self.encoder, self.catalogue, self.ranker, self.memory = encoder, catalogue, ranker, memory
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
     def candidates(self, queries):
         """``{query: (Candidates, cosine scores)}`` for a list of queries. The encoder reads the
         query as typed (it learned the shop's own words, mistyped ones included); the lexical
         side as ``CatalogueIndex.lexical_scores`` says."""
-        out = {}
+        out, catalogue = {}, self.catalogue
         for query, vector in zip(queries, self.encoder.encode_queries(queries)):
             cosine = self.vectors @ vector
-            corrected, bm25, trigram, coverage = self.catalogue.lexical_scores(query)
-            out[query] = (self.catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage), cosine)
+            corrected, bm25, trigram, coverage = catalogue.lexical_scores(query)
+            memory = self.memory.votes(query, vector, catalogue.positions, len(catalogue.keys)) if self.memory else None
+            out[query] = (catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, memory=memory), cosine)
         return out
 
     def dense(self, queries, depth=DEPTH, chunk=256):
@@ -221,10 +226,9 @@ class Retriever:
                 out[query] = [keys[i] for i in top_indices(row, depth)]
         return out
 
-    def rankings(self, queries, fused_only=False):
-        """``(dense, hybrid)`` rankings of keys for each query; ``fused_only`` ignores the ranker."""
-        ranker = None if fused_only else self.ranker
-        keys, dense, hybrid = self.catalogue.keys, {}, {}
+    def rankings(self, queries):
+        """``(dense, hybrid)`` rankings of keys for each query."""
+        ranker, keys, dense, hybrid = self.ranker, self.catalogue.keys, {}, {}
         for query, (candidates, cosine) in self.candidates(queries).items():
             dense[query] = [keys[i] for i in top_indices(cosine, DEPTH)]
             order = ranker.order(candidates) if ranker else candidates.indices
@@ -269,21 +273,22 @@ class Pipeline:
     def encode_catalogue(self, encoder, stage):
         return encoder.encode(self.texts, progress=lambda done, total: self.progress(stage, done, total))
 
-    def score(self, retriever, fused_only=False):
+    def score(self, retriever):
         qrels = self.qrels(self.report_queries)
-        dense, hybrid = retriever.rankings(list(qrels), fused_only)
+        dense, hybrid = retriever.rankings(list(qrels))
         return {"dense": evaluate_run(dense, qrels, self.config.k), "hybrid": evaluate_run(hybrid, qrels, self.config.k)}
 
     def fit_ranker(self, retriever):
         """Fit the fusion on the fit queries and up to ``ranker_train_queries`` training
-        queries, each set carrying half of the loss; keep it only if it beats plain fusion on
-        the fit queries.
+        queries, each set carrying half of the loss; keep it only if it beats, on the fit
+        queries, the plain fusion of the encoder and the two lexical retrievers (without the
+        search memory, whose votes only a fitted fusion weighs).
 
         The encoder has seen the training queries, so their cosines flatter it; what they add
         is numbers. Measured (nDCG@10 over stored candidates of one trained version each):
         Home Depot dev 0.433 fitted on its 200 fit queries alone, 0.434-0.435 with 1,000
         training queries added (weighted either way); CrowdFlower test 0.823 with plain
-        fusion (its 10 fit queries are too few to fit 14 weights on), 0.843 with its 184
+        fusion (its 10 fit queries are too few to fit a weight per feature on), 0.843 with its 184
         training queries weighted like the fit queries, 0.854 with each set weighing half."""
         fit, train = self.fit_queries, self.data.train_queries
         train = self.rng.sample(train, min(len(train), self.config.ranker_train_queries))
@@ -299,9 +304,16 @@ class Pipeline:
             return None
         qrels = self.qrels(fit)
         learned = {q: [self.keys[i] for i in ranker.order(candidates[q])] for q in fit}
-        fused = {q: [self.keys[i] for i in candidates[q].indices] for q in fit}
+        plain = Retriever(retriever.encoder, retriever.catalogue, retriever.vectors)
+        fused = plain.rankings(fit)[1]
         k = f"ndcg@{self.config.k}"
         return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
+
+    def search_memory(self, encoder):
+        """The training queries' vectors and judged products (see ``memory``)."""
+        judgments = {query: self.data.judgments[query] for query in self.data.train_queries}
+        vectors = encoder.encode_queries(list(judgments)) if judgments else np.zeros((0, encoder.dimensions))
+        return SearchMemory.build(vectors, judgments, positive_threshold(self.data.judgments) * 2)
 
     def retriever_config(self, pairs):
         """The bi-encoder settings, with enough epochs for ``min_retriever_steps`` steps."""
@@ -379,13 +391,17 @@ class Pipeline:
         self.timed("train_retriever", train_bi_encoder, encoder, pairs, self.data.texts, relevant,
                    self.retriever_config(len(pairs)), self.recording("retriever"))
         vectors = self.timed("encode_tuned", self.encode_catalogue, encoder, "encoding catalogue (fine-tuned)")
-        tuned = Retriever(encoder, catalogue, vectors)
+        tuned = Retriever(encoder, catalogue, vectors, memory=self.timed("search_memory", self.search_memory, encoder))
         tuned.ranker = self.timed("fit_ranker", self.fit_ranker, tuned)
+        if tuned.ranker is None:  # plain fusion: the memory's votes would crowd out better candidates
+            tuned.memory = None
         after = self.timed("evaluate_tuned", self.score, tuned)
-        after["fusion_only"] = self.score(tuned, fused_only=True)["hybrid"] if tuned.ranker else after["hybrid"]
+        after["fusion_only"] = self.score(Retriever(encoder, catalogue, vectors))["hybrid"] if tuned.ranker else after["hybrid"]
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         encoder.save(self.output_dir / ENCODER_FOLDER)
+        if tuned.memory:
+            tuned.memory.save(self.output_dir)
         if tuned.ranker:
             (self.output_dir / RANKER_FILE).write_text(json.dumps(tuned.ranker.to_dict()))
         reranker_weight = 0.0

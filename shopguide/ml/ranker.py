@@ -1,10 +1,11 @@
-"""Hybrid ranking: candidates from three retrievers, ordered by a learned linear fusion.
+"""Hybrid ranking: candidates from up to four retrievers, ordered by a learned linear fusion.
 
-Candidates are the union of the top results of the fine-tuned encoder (cosine), stemmed BM25
-and character-trigram BM25 (which forgives typos such as "soap punp"), first ordered by
-weighted reciprocal rank fusion. A linear model over a few features of each (query, product)
-pair, fitted with a listwise softmax loss on held-out queries, then re-orders them. With no
-fitted weights the fusion order stands.
+Candidates are the union of the top results of the fine-tuned encoder (cosine), stemmed BM25,
+character-trigram BM25 (which forgives typos such as "soap punp") and, for a version that has
+one, the search memory (``memory``), first ordered by weighted reciprocal rank fusion. A linear
+model over a few features of each (query, product) pair, fitted with a listwise softmax loss
+on held-out queries, then re-orders them. With no fitted weights the fusion order stands (and
+training keeps no memory: see ``Pipeline.fit_ranker``).
 """
 
 import re
@@ -17,14 +18,14 @@ import torch
 from .lexical import Analyzer
 
 DEPTH = 100  # results taken from each retriever
-CANDIDATES = 50  # candidates the fusion model orders
-RRF_WEIGHTS = (1.0, 2.0, 1.0)  # dense, stemmed BM25, trigram BM25
+CANDIDATES = 100  # candidates the fusion model orders
+RRF_WEIGHTS = (1.0, 2.0, 1.0, 1.0)  # dense, stemmed BM25, trigram BM25, search memory
 RRF_K = 60
 TRIGRAM_MIN_COVERAGE = 0.5  # a typo keeps most of a word's trigrams; a stray shared one is noise
 FEATURES = (
     "cosine", "cosine_gap", "bm25", "trigram", "rrf", "fusion_rank", "coverage",
     "title_length", "query_length", "bm25_match", "digits_match", "phrase_match", "first_term_position",
-    "last_term_match",
+    "last_term_match", "memory", "memory_share", "nearest_search",
 )
 _DIGITS = re.compile(r"\d+")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -88,12 +89,16 @@ class FeatureBuilder:
         else:
             self.texts[index], self.terms[index] = text, self.analyse(text)
 
-    def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES, hits=None):
+    def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES, hits=None,
+                   memory=None):
         """Fused candidates with features; ``trigram_coverage`` is the share of the query's
         trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits).
-        ``hits``: what ``lexical_hits`` returned for these scores, when the caller has it."""
+        ``hits``: what ``lexical_hits`` returned for these scores, when the caller has it.
+        ``memory``: ``(votes, nearest)`` from ``SearchMemory.votes``, when the version has one."""
         bm25_top, trigram_top, trigram = hits or lexical_hits(bm25, trigram, trigram_coverage, depth)
-        lists = (top_indices(cosine, depth, above=-1.0), bm25_top, trigram_top)  # -1: not searched
+        votes, nearest = memory if memory is not None else (np.zeros(len(cosine), dtype=np.float32), 0.0)
+        lists = (top_indices(cosine, depth, above=-1.0), bm25_top, trigram_top,  # -1: not searched
+                 top_indices(votes, depth, above=0))
         fused = {}
         for ranking, weight in zip(lists, RRF_WEIGHTS):
             for rank, index in enumerate(ranking.tolist(), start=1):
@@ -118,39 +123,47 @@ class FeatureBuilder:
         lexical = np.asarray(lexical, dtype=np.float32).reshape(len(order), 6)
         best_cosine = cosine[lists[0][0]] if len(lists[0]) else 0.0
         top_bm25, top_trigram = max(float(bm25.max()), 1e-9), max(float(trigram.max()), 1e-9)
+        top_votes = max(float(votes.max()), 1e-9) if len(votes) else 1e-9
         features = np.column_stack([
             cosine[at], cosine[at] - best_cosine, bm25[at] / top_bm25, trigram[at] / top_trigram,
             np.array([fused[index] for index in order]) * RRF_K, 1.0 / (1 + np.arange(len(order))),
             lexical[:, 0] / max(len(query_set), 1), np.log1p(lexical[:, 1]),
             np.full(len(order), np.log1p(len(query_set))), bm25[at] > 0,
             lexical[:, 2], lexical[:, 3], lexical[:, 4], lexical[:, 5],
+            votes[at], votes[at] / top_votes, np.full(len(order), nearest),
         ]).astype(np.float32).reshape(len(order), len(FEATURES))
         return Candidates(at, features)
 
 
 class LinearRanker:
-    """Scores candidates with standardised features times learned weights."""
+    """Scores candidates with standardised features times learned weights. ``features``: the
+    names it was fitted on, a subset of ``FEATURES`` (a version trained before a feature was
+    added keeps ranking with the ones it knows)."""
 
-    def __init__(self, weights, mean, scale):
+    def __init__(self, weights, mean, scale, features=FEATURES):
         self.weights = np.asarray(weights, dtype=np.float32)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.scale = np.asarray(scale, dtype=np.float32)
+        self.features = tuple(features)
+        self.columns = np.array([FEATURES.index(name) for name in self.features], dtype=np.int64)
 
     def score(self, features):
-        return ((features - self.mean) / self.scale) @ self.weights
+        return ((features[:, self.columns] - self.mean) / self.scale) @ self.weights
 
     def order(self, candidates):
         return candidates.indices[np.argsort(-self.score(candidates.features), kind="stable")]
 
     def to_dict(self):
-        return {"features": list(FEATURES), "weights": self.weights.tolist(),
+        return {"features": list(self.features), "weights": self.weights.tolist(),
                 "mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
     def from_dict(cls, data):
-        if list(data["features"]) != list(FEATURES):
-            raise ValueError("The stored ranker was fitted on other features; retrain the model.")
-        return cls(data["weights"], data["mean"], data["scale"])
+        unknown = set(data["features"]) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"The stored ranker uses features this version does not compute ({', '.join(sorted(unknown))}); "
+                             "retrain the model.")
+        return cls(data["weights"], data["mean"], data["scale"], data["features"])
 
     @classmethod
     def fit(cls, examples, epochs=300, learning_rate=0.01, seed=42, query_weights=None):

@@ -37,11 +37,21 @@ def test_linear_ranker_learns_which_feature_predicts_relevance():
     assert restored.order(candidates).tolist() == ranker.order(candidates).tolist()
 
 
-def test_ranker_refuses_weights_for_other_features():
+def test_ranker_refuses_weights_for_features_it_does_not_compute():
     data = LinearRanker(np.zeros(len(FEATURES)), np.zeros(len(FEATURES)), np.ones(len(FEATURES))).to_dict()
-    data["features"] = data["features"][:-1]
-    with pytest.raises(ValueError, match="retrain"):
+    data["features"][-1] = "shoe_size"
+    with pytest.raises(ValueError, match="shoe_size.*retrain"):
         LinearRanker.from_dict(data)
+
+
+def test_a_ranker_fitted_before_features_were_added_ranks_with_the_ones_it_knows():
+    older = ["cosine", "bm25"]  # as a version trained on fewer features stored it
+    ranker = LinearRanker.from_dict({"features": older, "weights": [0.0, 1.0], "mean": [0.0, 0.0], "scale": [1.0, 1.0]})
+    features = np.zeros((3, len(FEATURES)), dtype=np.float32)
+    features[:, FEATURES.index("bm25")] = [0.1, 0.9, 0.5]
+    features[:, FEATURES.index("cosine")] = [0.9, 0.1, 0.5]
+    features[:, FEATURES.index("memory")] = [5.0, 0.0, 9.0]  # unknown to it: ignored
+    assert ranker.order(Candidates(np.arange(3), features)).tolist() == [1, 2, 0]
 
 
 

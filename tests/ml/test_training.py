@@ -7,6 +7,7 @@ import torch
 
 from shopguide.ml.encoder import Encoder
 from shopguide.ml.index import VectorIndex
+from shopguide.ml.memory import SearchMemory
 from shopguide.ml.metrics import evaluate_run
 from shopguide.ml.pipeline import (
     CatalogueIndex, Pipeline, PipelineConfig, RecommenderData, Retriever, cold_start_data,
@@ -59,6 +60,7 @@ def test_pipeline_trains_evaluates_and_stores_a_version(tmp_path):
     assert len(outcome.losses["retriever"]) == 4  # 6 pairs in batches of 4: 2 steps an epoch, 2 epochs
     assert (tmp_path / "v1" / "encoder" / "config.json").is_file()
     assert (tmp_path / "v1" / "product_vectors.npy").is_file()
+    assert len(SearchMemory.load(tmp_path / "v1")) == 6  # the training queries, not the held-out ones
     assert (tmp_path / "v1" / "reranker").is_dir() == (outcome.reranker_weight > 0)
     assert Encoder(tmp_path / "v1" / "encoder").encode(["x"]).shape == (1, 384)
 
@@ -71,6 +73,8 @@ def test_too_few_heldout_queries_to_judge_a_reranker_train_none(tmp_path):
     outcome = Pipeline(data, tmp_path / "v1", config, progress=lambda stage, *rest: stages.add(stage)).run()
     assert outcome.reranker_weight == 0 and "training reranker" not in stages
     assert not (tmp_path / "v1" / "reranker").exists()
+    # Seven queries cannot fit a fusion either; without one to weigh its votes, no memory is kept.
+    assert not outcome.uses_ranker and SearchMemory.load(tmp_path / "v1") is None
 
 
 def test_cold_start_makes_queries_from_titles():

@@ -1,0 +1,83 @@
+"""Search memory: what shoppers chose for the searches a version was trained on.
+
+A new search is compared with those past searches (cosine of the fine-tuned encoder's query
+vectors); the products chosen for the nearest ones get a vote, each weighted by how close its
+search is and by its grade. Voted products become a fourth candidate list of the hybrid and
+their votes ranking features (see ``ranker``): "drill bit set for metal" finds the
+products shoppers chose for "metal drill bits" even where no word of the title matches.
+
+Only vectors and product keys are stored, never the text of a search.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from .ranker import top_indices
+
+MEMORY_FILE = "search_memory.npz"
+NEIGHBOURS = 20  # past searches that vote for a new one
+
+
+class SearchMemory:
+    """Past searches (unit vectors) and, for each, its products with their share of the top grade."""
+
+    def __init__(self, vectors, choices, neighbours=NEIGHBOURS, rows=None):
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(choices), -1)
+        self.choices = [list(chosen) for chosen in choices]  # [(product key, share in (0, 1]), ...]
+        self.neighbours = neighbours
+        self.rows = rows or {}  # query -> row, while training only: a search never votes for itself
+
+    @classmethod
+    def build(cls, vectors, judgments, top_grade, **kwargs):
+        """From query vectors (one row per dict entry of ``judgments``, same order) and
+        ``judgments`` (query -> {key: grade}); grades 0 choose nothing."""
+        top = max(top_grade, 1e-9)
+        choices = [[(key, min(grade / top, 1.0)) for key, grade in judged.items() if grade > 0]
+                   for judged in judgments.values()]
+        return cls(vectors, choices, rows={query: row for row, query in enumerate(judgments)}, **kwargs)
+
+    def __len__(self):
+        return len(self.choices)
+
+    def votes(self, query, query_vector, positions, size):
+        """``(votes, nearest)``: a vote per catalogue position (``positions``: key -> position,
+        ``size`` positions; keys no longer in the catalogue are skipped) and the similarity of
+        the nearest past search. While training, ``query`` never votes for itself: the fusion
+        is fitted on training queries and must see them as it will see new ones."""
+        votes = np.zeros(size, dtype=np.float32)
+        if not len(self):
+            return votes, 0.0
+        similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32)
+        if query in self.rows:
+            similarity[self.rows[query]] = -1.0
+        nearest = top_indices(similarity, self.neighbours)
+        for row in nearest.tolist():
+            weight = max(float(similarity[row]), 0.0)
+            for key, share in self.choices[row]:
+                position = positions.get(key)
+                if position is not None and position < size:
+                    votes[position] += weight * share
+        return votes, max(float(similarity[nearest[0]]), 0.0)
+
+    def save(self, folder):
+        keys = [key for chosen in self.choices for key, _ in chosen]
+        np.savez(Path(folder) / MEMORY_FILE, vectors=self.vectors, neighbours=self.neighbours,
+                 counts=np.array([len(chosen) for chosen in self.choices], dtype=np.int64),
+                 keys=np.array(keys, dtype=str),
+                 shares=np.array([share for chosen in self.choices for _, share in chosen], dtype=np.float32))
+
+    @classmethod
+    def load(cls, folder):
+        """The memory stored with a version, or None for a version trained without one."""
+        path = Path(folder) / MEMORY_FILE
+        if not path.is_file():
+            return None
+        with np.load(path) as stored:
+            vectors, counts, keys, shares, neighbours = (
+                stored[name] for name in ("vectors", "counts", "keys", "shares", "neighbours"))
+        ends = np.cumsum(counts).tolist()
+        starts = [0] + ends[:-1]
+        keys, shares = keys.tolist(), shares.tolist()
+        return cls(vectors, [list(zip(keys[start:end], shares[start:end])) for start, end in zip(starts, ends)],
+                   int(neighbours))

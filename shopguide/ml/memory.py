@@ -17,6 +17,7 @@ from .ranker import top_indices
 
 MEMORY_FILE = "search_memory.npz"
 NEIGHBOURS = 20  # past searches that vote for a new one
+SAME_SEARCH = 0.999  # a past search this close to the query is the query itself: it does not vote
 
 
 class SearchMemory:
@@ -26,7 +27,7 @@ class SearchMemory:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(choices), -1)
         self.choices = [list(chosen) for chosen in choices]  # [(product key, share in (0, 1]), ...]
         self.neighbours = neighbours
-        self.rows = rows or {}  # query -> row, while training only: a search never votes for itself
+        self.rows = rows or {}  # query -> row, while training only (see ``votes``)
 
     @classmethod
     def build(cls, vectors, judgments, top_grade, **kwargs):
@@ -43,12 +44,15 @@ class SearchMemory:
     def votes(self, query, query_vector, positions, size):
         """``(votes, nearest)``: a vote per catalogue position (``positions``: key -> position,
         ``size`` positions; keys no longer in the catalogue are skipped) and the similarity of
-        the nearest past search. While training, ``query`` never votes for itself: the fusion
-        is fitted on training queries and must see them as it will see new ones."""
+        the nearest past search. A search never votes for itself: the fusion is fitted on
+        training queries without their own votes, so a served query that was a training query
+        must be ranked the same way (its own row is left out while training, where it is
+        known, and any past search within ``SAME_SEARCH`` cosine of the query always)."""
         votes = np.zeros(size, dtype=np.float32)
         if not len(self):
             return votes, 0.0
         similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32)
+        similarity[similarity >= SAME_SEARCH] = -1.0
         if query in self.rows:
             similarity[self.rows[query]] = -1.0
         nearest = top_indices(similarity, self.neighbours)

@@ -32,18 +32,21 @@ def test_the_nearest_searches_vote_by_closeness_and_grade(memory):
     assert votes[POSITIONS["bulb"]] == 0.0
 
 
-def test_a_training_query_never_votes_for_itself(memory):
-    query = unit(1.0, 0.0, 0.0, 0.0)
-    own, nearest = memory.votes("metal drill bits", query, POSITIONS, 5)
-    assert own[POSITIONS["bits"]] == 0.0 and nearest == 0.0
-    memory.rows = {}  # a served (or loaded) memory: the same search finds its own history
-    served, nearest = memory.votes("metal drill bits", query, POSITIONS, 5)
-    assert served[POSITIONS["bits"]] == 1.0 and nearest == pytest.approx(1.0)
+def test_a_search_never_votes_for_itself(memory):
+    # While training, by its row, even where its vector is not the stored one ...
+    own, nearest = memory.votes("metal drill bits", unit(0.9, 0.1, 0.0, 0.0), POSITIONS, 5)
+    assert own[POSITIONS["bits"]] == 0.0 and own[POSITIONS["hose"]] > 0 and nearest == pytest.approx(0.11, abs=0.01)
+    # ... and when served (no rows), by its vector.
+    memory.rows = {}
+    served, nearest = memory.votes("metal drill bits", unit(1.0, 0.0, 0.0, 0.0), POSITIONS, 5)
+    assert served[POSITIONS["bits"]] == 0.0 and nearest == 0.0
+    close, nearest = memory.votes("metal drill bit", unit(0.99, 0.14, 0.0, 0.0), POSITIONS, 5)
+    assert close[POSITIONS["bits"]] == pytest.approx(0.99, abs=0.01) and nearest == pytest.approx(0.99, abs=0.01)
 
 
 def test_products_gone_from_the_catalogue_are_skipped(memory):
-    votes, _ = memory.votes("bits", unit(1.0, 0.0, 0.0, 0.0), {"bits": 0}, 1)  # "drill" is gone
-    assert votes.tolist() == [1.0]
+    votes, _ = memory.votes("bits", unit(0.8, 0.6, 0.0, 0.0), {"bits": 0}, 1)  # "drill" and "hose" are gone
+    assert votes.tolist() == pytest.approx([0.8])
 
 
 def test_a_stored_memory_votes_as_it_did(memory, tmp_path):
@@ -60,14 +63,14 @@ def test_remembered_products_become_candidates_no_retriever_found(memory):
     builder = FeatureBuilder(texts)
     nothing = np.zeros(5, dtype=np.float32)
     cosine = np.full(5, -1.0, dtype=np.float32)  # not searched
-    query = unit(1.0, 0.0, 0.0, 0.0)
+    query = unit(0.8, 0.6, 0.0, 0.0)
     without = builder.candidates("metal bits", cosine, nothing, nothing, nothing)
     with_memory = builder.candidates("metal bits", cosine, nothing, nothing, nothing,
                                      memory=memory.votes("metal bits", query, POSITIONS, 5))
 
     assert without.indices.tolist() == []
-    assert with_memory.indices.tolist() == [1, 0]  # the better-graded choice first
+    assert with_memory.indices.tolist() == [1, 2, 0]  # most votes first
     rows = [dict(zip(FEATURES, row)) for row in with_memory.features]
-    assert [row["memory"] for row in rows] == pytest.approx([1.0, 0.5])
-    assert [row["memory_share"] for row in rows] == pytest.approx([1.0, 0.5])
-    assert rows[0]["nearest_search"] == pytest.approx(1.0)
+    assert [row["memory"] for row in rows] == pytest.approx([0.8, 0.6, 0.4])
+    assert [row["memory_share"] for row in rows] == pytest.approx([1.0, 0.75, 0.5])
+    assert rows[0]["nearest_search"] == pytest.approx(0.8)

@@ -2,10 +2,10 @@
 
 A ``ServingIndex`` holds what ranking needs in the web process: the fine-tuned query encoder,
 the lexical indexes (stemmed BM25, trigram BM25, ranking features) over the serving texts, the
-learned fusion and the search memory, when the version has them. Product vectors stay in PostgreSQL where pgvector is installed (an HNSW
-index finds the nearest ones, while this process ranks the query's words: the query is sent
-in pipeline mode and its rows read afterwards); elsewhere they are held here and searched
-exactly with numpy.
+learned fusion and the search memory, when the version has them. Product vectors stay in
+PostgreSQL where pgvector is installed (an HNSW index finds the nearest ones, while this
+process ranks the query's words: the query is sent in pipeline mode and its rows read
+afterwards); elsewhere they are held here and searched exactly with numpy.
 
 ``ServingState`` tells every process what changed: its ``epoch`` moves when a whole set of
 vectors is swapped in or a version is activated (the index is rebuilt, in the background when
@@ -241,8 +241,8 @@ class ServingIndex:
             corrected, bm25, trigram, coverage = catalogue.lexical_scores(query)
             hits = bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
             memory = self.memory.votes(query, query_vector, catalogue.positions, len(catalogue.keys)) if self.memory else None
-            remembered = top_indices(memory[0], DEPTH, above=0).tolist() if memory else []
-            cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()) | set(remembered))
+            voted = memory.top.tolist() if memory else []
+            cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()) | set(voted))
         candidates = catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, hits=hits, memory=memory)
         order = self.ranker.order(candidates) if self.ranker else candidates.indices
         keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in alive]
@@ -250,7 +250,7 @@ class ServingIndex:
         spelling = {catalogue.keys[index] for index in trigram_top} - lexical
         reranked = self.maybe_rerank(catalogue, corrected, keys, time.monotonic() - started)
         terms = {key: catalogue.features.terms[catalogue.positions[key]] for key in keys}
-        remembered = {catalogue.keys[index] for index in remembered}
+        remembered = {catalogue.keys[index] for index in voted}
         return Ranked(reranked or keys, lexical, spelling, corrected, reranked is not None, terms, remembered)
 
     def maybe_rerank(self, catalogue, query, keys, spent):

@@ -10,14 +10,23 @@ Only vectors and product keys are stored, never the text of a search.
 """
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .ranker import top_indices
+from .ranker import DEPTH, top_indices
 
 MEMORY_FILE = "search_memory.npz"
 NEIGHBOURS = 20  # past searches that vote for a new one
 SAME_SEARCH = 0.999  # a past search this close to the query is the query itself: it does not vote
+
+
+class Votes(NamedTuple):
+    """What the memory says about one query."""
+
+    scores: np.ndarray  # a vote per catalogue position
+    top: np.ndarray  # positions of the ``DEPTH`` most voted products, best first (the candidate list)
+    nearest: float  # similarity of the nearest past search that voted
 
 
 class SearchMemory:
@@ -42,15 +51,14 @@ class SearchMemory:
         return len(self.choices)
 
     def votes(self, query, query_vector, positions, size):
-        """``(votes, nearest)``: a vote per catalogue position (``positions``: key -> position,
-        ``size`` positions; keys no longer in the catalogue are skipped) and the similarity of
-        the nearest past search. A search never votes for itself: the fusion is fitted on
+        """``Votes`` over a catalogue of ``size`` positions (``positions``: key -> position; keys
+        no longer in the catalogue are skipped). A search never votes for itself: the fusion is fitted on
         training queries without their own votes, so a served query that was a training query
         must be ranked the same way (its own row is left out while training, where it is
         known, and any past search within ``SAME_SEARCH`` cosine of the query always)."""
         votes = np.zeros(size, dtype=np.float32)
         if not len(self):
-            return votes, 0.0
+            return Votes(votes, np.empty(0, dtype=np.int64), 0.0)
         similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32)
         similarity[similarity >= SAME_SEARCH] = -1.0
         if query in self.rows:
@@ -60,9 +68,9 @@ class SearchMemory:
             weight = max(float(similarity[row]), 0.0)
             for key, share in self.choices[row]:
                 position = positions.get(key)
-                if position is not None and position < size:
+                if position is not None:
                     votes[position] += weight * share
-        return votes, max(float(similarity[nearest[0]]), 0.0)
+        return Votes(votes, top_indices(votes, DEPTH, above=0), max(float(similarity[nearest[0]]), 0.0))
 
     def save(self, folder):
         keys = [key for chosen in self.choices for key, _ in chosen]

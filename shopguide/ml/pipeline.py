@@ -238,6 +238,10 @@ class Retriever:
     def hybrid(self, queries):
         return self.rankings(queries)[1]
 
+    def plain(self):
+        """The same encoder and catalogue with plain fusion: no learned ranker, no memory."""
+        return Retriever(self.encoder, self.catalogue, self.vectors)
+
 
 class Pipeline:
     def __init__(self, data, output_dir, config=None, base_model=None, progress=None):
@@ -304,8 +308,7 @@ class Pipeline:
             return None
         qrels = self.qrels(fit)
         learned = {q: [self.keys[i] for i in ranker.order(candidates[q])] for q in fit}
-        plain = Retriever(retriever.encoder, retriever.catalogue, retriever.vectors)
-        fused = plain.rankings(fit)[1]
+        fused = retriever.plain().hybrid(fit)
         k = f"ndcg@{self.config.k}"
         return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
 
@@ -396,7 +399,7 @@ class Pipeline:
         if tuned.ranker is None:  # plain fusion: the memory's votes would crowd out better candidates
             tuned.memory = None
         after = self.timed("evaluate_tuned", self.score, tuned)
-        after["fusion_only"] = self.score(Retriever(encoder, catalogue, vectors))["hybrid"] if tuned.ranker else after["hybrid"]
+        after["fusion_only"] = self.score(tuned.plain())["hybrid"] if tuned.ranker else after["hybrid"]
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         encoder.save(self.output_dir / ENCODER_FOLDER)

@@ -94,11 +94,11 @@ class FeatureBuilder:
         """Fused candidates with features; ``trigram_coverage`` is the share of the query's
         trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits).
         ``hits``: what ``lexical_hits`` returned for these scores, when the caller has it.
-        ``memory``: ``(votes, nearest)`` from ``SearchMemory.votes``, when the version has one."""
+        ``memory``: the ``Votes`` of ``SearchMemory.votes``, when the version has one."""
         bm25_top, trigram_top, trigram = hits or lexical_hits(bm25, trigram, trigram_coverage, depth)
-        votes, nearest = memory if memory is not None else (np.zeros(len(cosine), dtype=np.float32), 0.0)
-        lists = (top_indices(cosine, depth, above=-1.0), bm25_top, trigram_top,  # -1: not searched
-                 top_indices(votes, depth, above=0))
+        votes, voted_top, nearest = memory if memory is not None else (
+            np.zeros(len(cosine), dtype=np.float32), np.empty(0, dtype=np.int64), 0.0)
+        lists = (top_indices(cosine, depth, above=-1.0), bm25_top, trigram_top, voted_top)  # -1: not searched
         fused = {}
         for ranking, weight in zip(lists, RRF_WEIGHTS):
             for rank, index in enumerate(ranking.tolist(), start=1):

@@ -24,7 +24,7 @@ def unit(*values):
 
 def test_the_nearest_searches_vote_by_closeness_and_grade(memory):
     query = unit(0.8, 0.6, 0.0, 0.0)  # mostly the drill-bit search, partly the hose one
-    votes, nearest = memory.votes("drill bit set", query, POSITIONS, 5)
+    votes, _, nearest = memory.votes("drill bit set", query, POSITIONS, 5)
 
     assert nearest == pytest.approx(0.8)
     assert votes.tolist() == pytest.approx([0.8 * 0.5, 0.8 * 1.0, 0.6 * 1.0, 0.0, 0.0])  # grade 0 chooses nothing
@@ -34,18 +34,18 @@ def test_the_nearest_searches_vote_by_closeness_and_grade(memory):
 
 def test_a_search_never_votes_for_itself(memory):
     # While training, by its row, even where its vector is not the stored one ...
-    own, nearest = memory.votes("metal drill bits", unit(0.9, 0.1, 0.0, 0.0), POSITIONS, 5)
+    own, _, nearest = memory.votes("metal drill bits", unit(0.9, 0.1, 0.0, 0.0), POSITIONS, 5)
     assert own[POSITIONS["bits"]] == 0.0 and own[POSITIONS["hose"]] > 0 and nearest == pytest.approx(0.11, abs=0.01)
     # ... and when served (no rows), by its vector.
     memory.rows = {}
-    served, nearest = memory.votes("metal drill bits", unit(1.0, 0.0, 0.0, 0.0), POSITIONS, 5)
+    served, _, nearest = memory.votes("metal drill bits", unit(1.0, 0.0, 0.0, 0.0), POSITIONS, 5)
     assert served[POSITIONS["bits"]] == 0.0 and nearest == 0.0
-    close, nearest = memory.votes("metal drill bit", unit(0.99, 0.14, 0.0, 0.0), POSITIONS, 5)
+    close, _, nearest = memory.votes("metal drill bit", unit(0.99, 0.14, 0.0, 0.0), POSITIONS, 5)
     assert close[POSITIONS["bits"]] == pytest.approx(0.99, abs=0.01) and nearest == pytest.approx(0.99, abs=0.01)
 
 
 def test_products_gone_from_the_catalogue_are_skipped(memory):
-    votes, _ = memory.votes("bits", unit(0.8, 0.6, 0.0, 0.0), {"bits": 0}, 1)  # "drill" and "hose" are gone
+    votes, _, _ = memory.votes("bits", unit(0.8, 0.6, 0.0, 0.0), {"bits": 0}, 1)  # "drill" and "hose" are gone
     assert votes.tolist() == pytest.approx([0.8])
 
 

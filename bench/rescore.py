@@ -82,10 +82,9 @@ def wait_for(condition, timeout, what):
 
 
 def raw_throughput(model, texts):
-    from shopguide.ml.encoder import Encoder
-    from shopguide.ml.pipeline import ENCODER_FOLDER
+    from shopguide.ml.version_files import load_encoder
 
-    encoder = Encoder(model.folder / ENCODER_FOLDER)
+    encoder = load_encoder(model.folder)
     encoder.encode(texts[:200])  # load and warm up
     started = time.perf_counter()
     encoder.encode(texts)

@@ -157,20 +157,21 @@ def start_server(env, port):
     raise SystemExit("The server did not answer /healthz/ within 60 s.")
 
 
-def serving_index():
+def serving_ranking():
+    """The serving version's ranking, as the web process holds it."""
     from shopguide.serving import ServingIndex
 
     index = ServingIndex.get()
     if index is None:
         raise SystemExit("No active version with vectors: run bench/quality.py --datasets homedepot first.")
-    return index
+    return index.ranking
 
 
-def floor_once(index, query):
+def floor_once(ranking, query):
     """Milliseconds to encode one query and find its nearest products, in this process."""
     started = time.perf_counter()
-    vector = index.encoder.encode_queries([query])[0]
-    with index.vectors.search(vector, index.catalogue.keys) as cosines:
+    vector = ranking.encoder.encode_queries([query])[0]
+    with ranking.vectors.search(vector, ranking.catalogue.keys) as cosines:
         cosines(())
     return (time.perf_counter() - started) * 1000
 
@@ -183,10 +184,10 @@ def floor_and_uncached(port, queries):
     other's caches; a pause after each answer lets the server finish what it does after
     responding before the next floor timing. Returns the floor timings and the requests (in
     ``queries`` order)."""
-    index, half = serving_index(), len(queries) // 2
+    ranking, half = serving_ranking(), len(queries) // 2
     client, floors, answers = Client(port), [], {}
     for i, query in enumerate(queries):
-        floors.append(floor_once(index, query))
+        floors.append(floor_once(ranking, query))
         other = (i + half) % len(queries)
         answers[other] = client.get(recommendations_path(queries[other]))
         time.sleep(0.005)  # the server finishes its work after the response (the cache write)
@@ -204,16 +205,15 @@ def django_default_empty(queries):
 
 
 def reranker_ms(queries):
-    from shopguide.serving import ServingIndex
-
-    index = ServingIndex.get()
-    if index.reranker is None:
+    ranking = serving_ranking()
+    if ranking.reranker is None:
         return None
     timings = []
+    catalogue = ranking.catalogue
     for query in queries:
-        keys = index.rank(query).keys[: index.rerank_depth]
+        keys = ranking.rank(query).fused[: ranking.rerank_depth]
         started = time.perf_counter()
-        index.reranker.score(query, [index.catalogue.texts[index.catalogue.positions[key]] for key in keys])
+        ranking.reranker.score(query, [catalogue.texts[catalogue.positions[key]] for key in keys])
         timings.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(timings), 1)
 
@@ -244,10 +244,10 @@ def main():
     from django.core.cache import cache
 
     cache.clear()  # answers of an earlier run would make "uncached" requests cached ones
-    index = serving_index()
-    results["vector_path"] = "pgvector HNSW" if index.pgvector else "in-process exact (numpy)"
+    ranking = serving_ranking()
+    results["vector_path"] = "in-process exact (numpy)" if hasattr(ranking.vectors, "vectors") else "pgvector HNSW"
     for query in dev[:50]:  # the floor's first queries would otherwise pay for warming up
-        floor_once(index, query)
+        floor_once(ranking, query)
     results["reranker_p50_ms"] = reranker_ms(dev[:50])
 
     port = free_port()

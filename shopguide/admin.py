@@ -10,21 +10,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .artifacts import ArtifactError, verify
+from . import operations
 from .charts import bar_chart, line_chart
-from .conf import shopguide_settings
 from .importing import DatasetError, import_judgments
+from .ml.version_files import VersionFilesError, verify
 from .models import Judgment, RecommenderModel, Rescore, SearchEvent, TrainingRun
-from .training import training_in_progress
-from .versions import active_model, previous_model
 
-
-def queue_rescore(model, activate):
-    """Check the version's files, then queue its rescore; ``ArtifactError`` if they changed."""
-    from .tasks import rescore
-
-    verify(model.folder, model.checksum)
-    rescore.apply_async(args=[model.pk, activate], queue=shopguide_settings.RESCORE_QUEUE)
 
 
 @admin.register(RecommenderModel)
@@ -34,8 +25,8 @@ class RecommenderModelAdmin(admin.ModelAdmin):
     actions = ["activate_versions", "roll_back", "rescore_catalogue"]
     change_list_template = "admin/shopguide/recommendermodel/change_list.html"
     readonly_fields = [
-        "version", "status", "is_active", "activated_at", "created_at", "base_model", "artifact_path", "checksum",
-        "files", "reranker_weight", "data_counts", "hyperparameters", "metrics_before", "metrics_after", "charts",
+        "version", "status", "is_active", "activated_at", "activation", "created_at", "base_model", "artifact_path",
+        "checksum", "files", "reranker_weight", "data_counts", "hyperparameters", "metrics_before", "metrics_after", "charts",
     ]
     exclude = ["heldout_queries", "loss_curve"]
 
@@ -66,7 +57,7 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         cannot be activated, and an active one is not served (full-text search answers)."""
         try:
             verify(obj.folder, obj.checksum)
-        except ArtifactError as exc:
+        except VersionFilesError as exc:
             serving = " Serving has fallen back to full-text search." if obj.is_active else ""
             return format_html('<strong class="errornote">{}{}</strong>', exc, serving)
         return "intact (checksum verified)"
@@ -74,10 +65,10 @@ class RecommenderModelAdmin(admin.ModelAdmin):
     @admin.display(description="loss and quality")
     def charts(self, obj):
         curves = {name: values for name, values in obj.loss_curve.items() if isinstance(values, list) and values}
-        active = active_model()
         bars = {"base model": obj.ndcg("before", "hybrid"), f"v{obj.version}": obj.ndcg("after", "hybrid")}
-        if active and active.pk != obj.pk and "active" in obj.metrics_before:
-            bars[f"v{active.version} (serving)"] = obj.metrics_before["active"]["ndcg@10"]
+        serving = obj.metrics_before.get("serving")
+        if serving:
+            bars[f"{serving['name']} (serving then)"] = serving["ndcg@10"]
         return mark_safe(
             "<div class='shopguide-charts'>"
             + "".join(line_chart(values, title=f"{name} loss") for name, values in curves.items())
@@ -96,32 +87,27 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             return redirect("admin:index")
-        from .tasks import QueueUnavailable, enqueue_training
-
-        if training_in_progress():
-            self.message_user(request, "A training run is already queued or running; wait for it to finish.",
-                              messages.WARNING)
+        try:
+            run = operations.train(user=request.user)
+        except operations.QueueUnavailable as exc:
+            self.message_user(request, f"Training could not be queued: {exc}", messages.ERROR)
+        except operations.OperationError as exc:
+            self.message_user(request, str(exc), messages.WARNING)
         else:
-            try:
-                run = enqueue_training(user=request.user, activate=shopguide_settings.AUTO_ACTIVATE)
-            except QueueUnavailable as exc:
-                self.message_user(request, f"Training could not be queued: {exc}", messages.ERROR)
-                return redirect("admin:shopguide_recommendermodel_changelist")
             url = reverse("admin:shopguide_trainingrun_change", args=[run.pk])
             self.message_user(request, format_html('Training run <a href="{}">#{}</a> queued.', url, run.pk))
             if request.user.has_perm("shopguide.view_trainingrun"):
                 return redirect(url)
         return redirect("admin:shopguide_recommendermodel_changelist")
 
-    def run_action(self, request, model, activate, done):
+    def run_action(self, request, operation, done):
+        """Run ``operation()`` and tell the user ``done(its result)`` or why it could not."""
         try:
-            queue_rescore(model, activate)
-        except ArtifactError as exc:
-            self.message_user(request, f"Version {model.version} cannot serve: {exc}", messages.ERROR)
-        except Exception as exc:
-            self.message_user(request, f"Could not queue the rescore: {exc}", messages.ERROR)
+            result = operation()
+        except operations.OperationError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
         else:
-            self.message_user(request, done)
+            self.message_user(request, done(result))
 
     @admin.action(description="Activate (rescore the catalogue with it, then serve it)", permissions=["change"])
     def activate_versions(self, request, queryset):
@@ -129,24 +115,18 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
             return
         model = queryset.get()
-        self.run_action(request, model, True,
-                        f"Version {model.version} is being rescored; it serves as soon as its vectors are in.")
+        self.run_action(request, lambda: operations.activate(model),
+                        lambda _: f"Version {model.version} is being rescored; it serves as soon as its vectors are in.")
 
     @admin.action(description="Roll back to the previous version", permissions=["change"])
     def roll_back(self, request, queryset):
-        previous = previous_model()
-        if previous is None:
-            self.message_user(request, "There is no earlier active version to roll back to.", messages.WARNING)
-            return
-        self.run_action(request, previous, True, f"Rolling back to version {previous.version}.")
+        self.run_action(request, operations.roll_back,
+                        lambda previous: f"Rolling back to version {previous.version}: it serves as soon as its "
+                                         "vectors are in.")
 
     @admin.action(description="Rescore the catalogue with the active version", permissions=["change"])
     def rescore_catalogue(self, request, queryset):
-        model = active_model()
-        if model is None:
-            self.message_user(request, "No version is active yet: activate one first.", messages.WARNING)
-            return
-        self.run_action(request, model, False, f"Rescoring the catalogue with version {model.version}.")
+        self.run_action(request, operations.rescore, lambda _: "Rescoring the catalogue with the active version.")
 
 
 @admin.register(TrainingRun)
@@ -154,16 +134,32 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "stage", "progress_bar", "started_by", "created_at", "finished_at"]
     list_filter = ["status"]
     readonly_fields = [
-        "status", "stage", "progress_bar", "options", "error", "model", "task_id", "worker", "started_by",
+        "status", "stage", "progress_bar", "options", "error", "model", "activation", "task_id", "worker", "started_by",
         "created_at", "started_at", "heartbeat_at", "finished_at", "metrics", "loss_chart",
     ]
     exclude = ["loss_curve", "progress"]
+    actions = ["cancel_runs"]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False  # runs are written by the training task; staff watch them
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("shopguide.change_recommendermodel")
+
+    @admin.action(description="Cancel the selected queued or running runs", permissions=["cancel"])
+    def cancel_runs(self, request, queryset):
+        cancelled = [run.pk for run in queryset if operations.cancel(run)]
+        self.message_user(request, f"Cancelled run(s) {', '.join(f'#{pk}' for pk in cancelled)}." if cancelled
+                          else "None of the selected runs was queued or running.",
+                          messages.SUCCESS if cancelled else messages.WARNING)
+
+    @admin.display(description="activation")
+    def activation(self, obj):
+        """What the activation gate compared and decided for the run's version."""
+        return obj.model.activation if obj.model else "–"
 
     @admin.display(description="progress")
     def progress_bar(self, obj):

@@ -11,6 +11,7 @@ Every error has one shape: ``{"error": {"status", "code", "message", "fields"}}`
 
 import json
 
+from django.core.signals import setting_changed
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
@@ -28,8 +29,7 @@ from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .ml.text import normalize_query
 from .models import RecommenderModel, SearchEvent, TrainingRun
-from .serving import ServingIndex
-from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend
+from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend, serving_state
 
 MAX_EVENTS_PER_REQUEST = 100
 MAX_EXCLUDED = 50
@@ -104,6 +104,14 @@ class RecommendationSerializer(serializers.Serializer):
 responses = LocalCache(size=4096)
 
 
+def _forget_answers(*, setting, **kwargs):
+    if setting == "SHOPGUIDE":
+        responses.clear()
+
+
+setting_changed.connect(_forget_answers, dispatch_uid="shopguide.api.forget_answers")
+
+
 class RecommendationsView(ShopguideView, APIView):
     permission_classes = [AllowAny]
 
@@ -144,7 +152,7 @@ class RecommendationsView(ShopguideView, APIView):
 
     @staticmethod
     def cache_key(query, limit, exclude):
-        return ServingIndex.state(), normalize_query(query), limit, tuple(exclude)
+        return serving_state(), normalize_query(query), limit, tuple(exclude)
 
     @staticmethod
     def respond(query, tail):
@@ -173,8 +181,7 @@ class RecommendationsView(ShopguideView, APIView):
             "score": item.score,
             "reason": item.reason,
         } for item in items]
-        index = ServingIndex.get()  # the version that answered; None when full-text search did
-        return {"model_version": index.model.version if index else None, "results": results}
+        return {"model_version": items.model_version, "results": results}
 
 
 class EventSerializer(serializers.Serializer):

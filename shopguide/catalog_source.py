@@ -10,6 +10,7 @@ import functools
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.utils.html import strip_tags
 from django.utils.module_loading import import_string
 
@@ -73,9 +74,6 @@ class CatalogSource:
     def key_for_pk(pk):
         return str(pk)
 
-    def is_available(self, product):
-        return not self.availability_field or bool(getattr(product, self.availability_field))
-
     def text_from_values(self, values):
         """Join a product's text fields into one plain-text string (HTML removed)."""
         parts = (strip_tags(str(values[name])).strip() for name in self.text_fields if values[name])
@@ -118,3 +116,11 @@ def get_catalog_source():
         shopguide_settings.AVAILABILITY_FIELD,
         shopguide_settings.EXTERNAL_ID_FIELD,
     )
+
+
+def _forget_catalog_source(*, setting, **kwargs):
+    if setting == "SHOPGUIDE":
+        get_catalog_source.cache_clear()
+
+
+setting_changed.connect(_forget_catalog_source, dispatch_uid="shopguide.catalog_source.forget")

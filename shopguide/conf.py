@@ -92,9 +92,7 @@ shopguide_settings = ShopguideSettings()
 def _reload_shopguide_settings(*, setting, **kwargs):
     if setting == "SHOPGUIDE":
         shopguide_settings.reload()
-        from .catalog_source import get_catalog_source
-
-        get_catalog_source.cache_clear()
 
 
-setting_changed.connect(_reload_shopguide_settings)
+# Modules that cache something derived from these settings connect receivers of their own.
+setting_changed.connect(_reload_shopguide_settings, dispatch_uid="shopguide.conf.reload")

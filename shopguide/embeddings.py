@@ -5,9 +5,11 @@ the nearest-neighbour search; elsewhere it is ``real[]`` and shopguide searches 
 """
 
 import numpy as np
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.backends.signals import connection_created
 
+DIMENSIONS = 384  # the vector size of the stored columns: BASE_MODEL must encode to this size
 _PGVECTOR = {}  # database alias -> whether the vector extension is installed
 # HNSW searches return at most ef_search rows: well above the 100 candidates serving takes.
 EF_SEARCH = 200
@@ -45,12 +47,20 @@ def register_pgvector(sender, connection, **kwargs):
 connection_created.connect(register_pgvector)
 
 
+def _forget_all(*, setting, **kwargs):
+    if setting == "DATABASES":
+        _PGVECTOR.clear()
+
+
+setting_changed.connect(_forget_all, dispatch_uid="shopguide.embeddings.forget")
+
+
 class EmbeddingField(models.Field):
     """A fixed-size float32 vector: ``vector(n)`` with pgvector, ``real[]`` without."""
 
     description = "Embedding vector"
 
-    def __init__(self, *args, dimensions=384, **kwargs):
+    def __init__(self, *args, dimensions=DIMENSIONS, **kwargs):
         self.dimensions = dimensions
         super().__init__(*args, **kwargs)
 

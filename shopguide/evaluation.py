@@ -10,9 +10,12 @@ Strategies, each ranking all available products for each query:
   tokenizer (numbers split from words), on the query with its mistyped words corrected;
 - ``zero_shot``: the base sentence encoder, exact cosine;
 - ``fine_tuned``: the active version's encoder;
-- ``hybrid``: the fine-tuned encoder, stemmed BM25 and trigram BM25 fused, ordered by the
-  version's learned fusion when it has one (what shopguide serves);
+- ``hybrid``: the fine-tuned encoder, stemmed BM25, trigram BM25 and the search memory fused,
+  ordered by the version's learned fusion when it has one;
 - ``hybrid_reranked``: ``hybrid`` with the active version's reranker blended in.
+
+The last three come from one pass of the version's ranking (``ml.ranking``): the ranking that
+serves, with the version's vectors held in process.
 """
 
 import time
@@ -24,20 +27,16 @@ from django.db import connection
 
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
+from .fulltext import FTS_CONFIG
 from .importing import DatasetError, Problem, resolve_judgments
 from .ml.encoder import Encoder, default_model_path
 from .ml.lexical import Analyzer, BM25Index
-from .ml.memory import SearchMemory
 from .ml.metrics import evaluate_run
-from .ml.pipeline import (
-    ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, Retriever, load_product_vectors, load_ranker, texts_digest,
-)
-from .ml.reranker import CrossEncoder, rerank
-from .versions import active_model
+from .ml.ranking import CatalogueIndex, VersionRanking
+from .ml.version_files import texts_digest
+from .versions import active_model, version_ranking
 
 STRATEGIES = ("postgres_fts", "bm25", "bm25_products", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked")
-RERANK_DEPTH = 30
-FTS_CONFIG = "english"
 
 
 def read_judgments(path, split=None):
@@ -95,7 +94,7 @@ def store_cached_vectors(model_path, keys, texts, vectors):
 
 
 def cached_vectors(encoder, keys, texts, progress):
-    """Catalogue vectors of ``encoder``, cached under MEDIA_ROOT by model and texts."""
+    """The base model's catalogue vectors, cached under MEDIA_ROOT by model and texts."""
     path = vector_cache_path(encoder.path, keys, texts)
     if path.is_file():
         return np.load(path)
@@ -123,41 +122,25 @@ def evaluate_strategies(qrels, k=10, progress=None):
     measure("bm25_products", lambda: {query: catalogue.bm25.search(catalogue.correct(query), 100) for query in queries})
     base = Encoder(shopguide_settings.BASE_MODEL or default_model_path(), shopguide_settings.PRECISION)
     base_vectors = cached_vectors(base, keys, texts, lambda d, t: progress("encoding catalogue (base model)", d, t))
-    measure("zero_shot", lambda: Retriever(base, catalogue, base_vectors).dense(queries))
+    measure("zero_shot", lambda: VersionRanking(base, catalogue, base_vectors).dense_top(queries))
 
     model = active_model()
     if model is None:
         for name in STRATEGIES[STRATEGIES.index("fine_tuned"):]:
             results[name] = {"skipped": "no active model version"}
         return results
-    tuned = Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION)
-    vectors = load_product_vectors(model.folder, keys, texts)
-    if vectors is None:
-        vectors = cached_vectors(tuned, keys, texts, lambda d, t: progress("encoding catalogue (active model)", d, t))
-    retriever = Retriever(tuned, catalogue, vectors, load_ranker(model.folder), SearchMemory.load(model.folder))
+    ranking = version_ranking(model, catalogue, shopguide_settings.PRECISION,
+                              lambda d, t: progress("encoding catalogue (active model)", d, t))
     started = time.monotonic()
-    dense, hybrid = retriever.rankings(queries)
+    ranked = ranking.rank_all(queries, progress=lambda d, t: progress("ranking", d, t))
     seconds = round(time.monotonic() - started, 2)
-    measure("fine_tuned", lambda: dense)
-    measure("hybrid", lambda: hybrid)
-    for name in ("fine_tuned", "hybrid"):
-        results[name]["seconds"] = seconds
-    if not model.reranker_weight:
+    measure("fine_tuned", lambda: {query: found.dense for query, found in ranked.items()})
+    measure("hybrid", lambda: {query: found.fused for query, found in ranked.items()})
+    if ranking.reranker is None:
         results["hybrid_reranked"] = {"skipped": f"version {model.version} has no reranker"}
-        return results
-    reranker = CrossEncoder(model.folder / RERANKER_FOLDER, shopguide_settings.PRECISION)
-    depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", RERANK_DEPTH)
-    text_of = dict(zip(keys, texts))
-
-    def reranked_rankings():
-        reranked = {}
-        for done, query in enumerate(queries, start=1):
-            hybrid = rankings["hybrid"][query]
-            scores = reranker.score(query, [text_of[key] for key in hybrid[:depth]])
-            reranked[query] = rerank(hybrid, scores, model.reranker_weight)
-            progress("reranking", done, len(queries))
-        return reranked
-
-    measure("hybrid_reranked", reranked_rankings)
-    results["hybrid_reranked"]["seconds"] += results["hybrid"]["seconds"]
+    else:
+        measure("hybrid_reranked", lambda: {query: found.keys for query, found in ranked.items()})
+    for name in STRATEGIES[STRATEGIES.index("fine_tuned"):]:
+        if "skipped" not in results[name]:
+            results[name]["seconds"] = seconds
     return results

@@ -8,7 +8,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-from .embeddings import EmbeddingField
+from .embeddings import DIMENSIONS, EmbeddingField
 from .ml.text import normalize_query
 
 
@@ -30,7 +30,6 @@ class Judgment(QueryNormalizingModel):
     class Source(models.TextChoices):
         MANUAL = "manual", "entered by a merchandiser"
         IMPORTED = "imported", "imported from a file"
-        DERIVED = "derived", "derived from shopper events"
 
     product_key = models.CharField(max_length=64, db_index=True)
     grade = models.FloatField(help_text="0 = irrelevant; higher is more relevant.")
@@ -95,6 +94,7 @@ class RecommenderModel(models.Model):
     metrics_after = models.JSONField(default=dict, help_text="This version on the same held-out queries.")
     heldout_queries = models.JSONField(default=list)
     reranker_weight = models.FloatField(default=0.0, help_text="0: the reranker is not used.")
+    activation = models.TextField(blank=True, help_text="What the activation gate compared and decided.")
     loss_curve = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -114,6 +114,13 @@ class RecommenderModel(models.Model):
     def folder(self):
         return Path(settings.MEDIA_ROOT) / self.artifact_path
 
+    @property
+    def rerank_depth(self):
+        """Fused candidates its reranker reorders (the training recipe's setting)."""
+        from .ml.ranking import RERANK_DEPTH  # not at import time: the ranking module loads the ML stack
+
+        return self.hyperparameters.get("pipeline", {}).get("rerank_depth", RERANK_DEPTH)
+
     def ndcg(self, which="after", strategy="hybrid", k=10):
         metrics = self.metrics_after if which == "after" else self.metrics_before
         return (metrics.get(strategy) or {}).get(f"ndcg@{k}")
@@ -127,6 +134,7 @@ class TrainingRun(models.Model):
         RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     stage = models.CharField(max_length=100, blank=True)
@@ -160,7 +168,7 @@ class ProductVector(models.Model):
     product_key = models.CharField(max_length=64, unique=True)
     model = models.ForeignKey(RecommenderModel, on_delete=models.CASCADE, related_name="+")
     text = models.TextField()
-    embedding = EmbeddingField(dimensions=384)
+    embedding = EmbeddingField(dimensions=DIMENSIONS)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     def __str__(self):
@@ -228,7 +236,7 @@ class PendingVector(models.Model):
     chunk = models.PositiveIntegerField()
     product_key = models.CharField(max_length=64)
     text = models.TextField()
-    embedding = EmbeddingField(dimensions=384)
+    embedding = EmbeddingField(dimensions=DIMENSIONS)
 
     class Meta:
         constraints = [

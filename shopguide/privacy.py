@@ -1,12 +1,18 @@
 """Forgetting a shopper: their search events go, and the shop is told which sessions were theirs.
 
-Events carry a keyed hash of the session (``services.shopper_id``), never an IP address or the
+Events carry a keyed hash of the session (``shopper_id_for``), never an IP address or the
 session key itself, so they are tied to a user only through the user's sessions.
 """
 
+from django.utils.crypto import salted_hmac
+
 from .models import SearchEvent
-from .services import shopper_id_for
 from .signals import user_forgotten
+
+
+def shopper_id_for(session_key):
+    """The pseudonymous id events carry for a session: a keyed hash, never the key itself."""
+    return salted_hmac("shopguide.shopper", session_key).hexdigest()[:32] if session_key else ""
 
 
 def sessions_of(user):

@@ -19,15 +19,15 @@ import logging
 import time
 
 import numpy as np
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .artifacts import ArtifactError, verify
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
-from .ml.encoder import Encoder, set_torch_threads
-from .ml.pipeline import ENCODER_FOLDER, KEYS_FILE, VECTORS_FILE
 from .embeddings import has_pgvector
+from .ml.encoder import set_torch_threads
+from .ml.version_files import VersionFilesError, load_encoder, stored_vectors_by_key, verify
 from .models import PendingVector, ProductVector, Rescore, ServingState
 from .signals import vectors_replaced
 from .versions import ActivationError, activate, active_model
@@ -47,7 +47,7 @@ def encoder_for(model):
     if model.pk not in _encoders:
         set_torch_threads(shopguide_settings.TORCH_THREADS)
         _encoders.clear()  # one version at a time is enough
-        _encoders[model.pk] = Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION)
+        _encoders[model.pk] = load_encoder(model.folder, shopguide_settings.PRECISION)
     return _encoders[model.pk]
 
 
@@ -57,18 +57,8 @@ def stored_vectors(model):
     key = (model.pk, model.checksum)
     if key not in _stored:
         _stored.clear()  # one version at a time is enough
-        _stored[key] = read_stored_vectors(model)
+        _stored[key] = stored_vectors_by_key(model.folder)
     return _stored[key]
-
-
-def read_stored_vectors(model):
-    try:
-        stored = json.loads((model.folder / KEYS_FILE).read_text())
-        vectors = np.load(model.folder / VECTORS_FILE, mmap_mode="r")
-    except FileNotFoundError:
-        return {}
-    texts = stored.get("texts") or []
-    return {key: (text, vectors[row]) for row, (key, text) in enumerate(zip(stored["keys"], texts))}
 
 
 def start_rescore(model, activate=True, reuse_vectors=True):
@@ -76,7 +66,7 @@ def start_rescore(model, activate=True, reuse_vectors=True):
     ``reuse_vectors=False`` encodes every product again (benchmarks, a changed encoder setup)."""
     try:
         verify(model.folder, model.checksum)
-    except ArtifactError as exc:
+    except VersionFilesError as exc:
         raise RescoreError(f"Version {model.version} cannot be used: {exc}") from exc
     source = get_catalog_source()
     keys = [source.key_for_pk(pk) for pk in source.available_products().order_by("pk").values_list("pk", flat=True)]
@@ -117,7 +107,7 @@ def mark_chunk_done(rescore, index):
     """Record chunk ``index`` as done; true when every chunk is."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE shopguide_rescore SET done_chunks = array_append(done_chunks, %s) "
+            f"UPDATE {Rescore._meta.db_table} SET done_chunks = array_append(done_chunks, %s) "
             "WHERE id = %s AND NOT (%s = ANY(done_chunks)) RETURNING cardinality(done_chunks), chunks",
             [index, rescore.pk, index],
         )
@@ -134,14 +124,15 @@ def finish_rescore(rescore):
                 return False
             if rescore.activate:
                 activate(rescore.model)
-            pgvector = has_pgvector(connection)
+            pgvector, serving_table = has_pgvector(connection), ProductVector._meta.db_table
             with connection.cursor() as cursor:
                 if pgvector:
                     cursor.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
-                cursor.execute("DELETE FROM shopguide_productvector")
+                cursor.execute(f"DELETE FROM {serving_table}")
                 cursor.execute(
-                    "INSERT INTO shopguide_productvector (product_key, model_id, text, embedding, updated_at) "
-                    "SELECT product_key, %s, text, embedding, now() FROM shopguide_pendingvector WHERE rescore_id = %s",
+                    f"INSERT INTO {serving_table} (product_key, model_id, text, embedding, updated_at) "
+                    f"SELECT product_key, %s, text, embedding, now() FROM {PendingVector._meta.db_table} "
+                    "WHERE rescore_id = %s",
                     [rescore.model_id, rescore.pk],
                 )
             PendingVector.objects.filter(rescore=rescore).delete()
@@ -176,7 +167,7 @@ def build_vector_index():
             cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_INDEX}")
         cursor.execute("SET maintenance_work_mem = '512MB'")
         try:
-            cursor.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON shopguide_productvector "
+            cursor.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON {ProductVector._meta.db_table} "
                            "USING hnsw (embedding vector_cosine_ops)")
         finally:
             cursor.execute("RESET maintenance_work_mem")
@@ -225,3 +216,11 @@ def refresh_product(key):
             )
         ServingState.bump()
     vectors_replaced.send(sender=ProductVector, rescore=None)
+
+
+def _forget_encoders(*, setting, **kwargs):
+    if setting == "SHOPGUIDE":  # PRECISION and TORCH_THREADS
+        _encoders.clear()
+
+
+setting_changed.connect(_forget_encoders, dispatch_uid="shopguide.rescoring.forget_encoders")

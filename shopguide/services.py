@@ -22,23 +22,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asgiref.local import Local
-from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.cache import caches
 from django.core.signals import request_finished, request_started
 from django.db.models import Count
-from django.utils.crypto import salted_hmac
 
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
+from .fulltext import search_keys
 from .ml.lexical import Analyzer
 from .ml.text import normalize_query
 from .models import SearchEvent
+from .privacy import shopper_id_for
 from .serving import ServingIndex, pipelined_cursor
 
 MAX_LIMIT = 50
 MAX_QUERY_LENGTH = 256
 CACHED_DEPTH = 60  # ranked keys kept per query: room for exclusions and unavailable products
-FTS_CONFIG = "english"
 CACHE_ALIAS = "default"
 LAST_QUERY_SESSION_KEY = "shopguide_last_query"
 
@@ -101,6 +100,15 @@ class LocalCache:
             self.items.clear()
 
 
+class Recommendations(list):
+    """The ``Recommendation``s of one answer, with the version that ranked them
+    (``model_version``; None when full-text search or the shop's popular products answered)."""
+
+    def __init__(self, items=(), model_version=None):
+        super().__init__(items)
+        self.model_version = model_version
+
+
 @dataclass
 class Recommendation:
     product: object
@@ -112,25 +120,17 @@ class Recommendation:
         return get_catalog_source().key(self.product)
 
 
+def serving_state():
+    """``(epoch, changes)`` of the serving vectors, as this process last read them (at most
+    ``serving.STATE_TTL`` ago): every change moves it, so caches keyed by it never serve stale
+    answers."""
+    return ServingIndex.state()
+
+
 def cache_key(normalized):
-    epoch, changes = ServingIndex.state()
+    epoch, changes = serving_state()
     digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
-    return f"shopguide:rec:{epoch}.{changes}:{digest}"
-
-
-def lexical_keys(query, limit):
-    """Fallback without a model: full-text search over the shop's text fields, any word."""
-    source = get_catalog_source()
-    words = query.split()[:16]
-    if not words:
-        return []
-    search = SearchQuery(words[0], config=FTS_CONFIG)
-    for word in words[1:]:
-        search |= SearchQuery(word, config=FTS_CONFIG)
-    vector = SearchVector(*source.text_fields, config=FTS_CONFIG)
-    rows = (source.available_products().annotate(document=vector).filter(document=search)
-            .annotate(rank=SearchRank(vector, search)).order_by("-rank", "pk").values_list("pk", flat=True)[:limit])
-    return [source.key_for_pk(pk) for pk in rows]
+    return f"shopguide:answer:{epoch}.{changes}:{digest}"
 
 
 def word_stems(query, analyzer=Analyzer()):
@@ -202,10 +202,12 @@ def popular_keys(limit):
 
 
 def ranked_for(normalized):
-    """``[(key, score, reason)]`` for a normalised query, best first, before any filtering."""
+    """``(version, [(key, score, reason)])`` for a normalised query, best first, before any
+    filtering; ``version`` is the number of the version that ranked it, or None."""
     index = ServingIndex.get()
+    version = index.model.version if index is not None else None
     if index is None:
-        keys = lexical_keys(normalized, CACHED_DEPTH)
+        keys = search_keys(normalized, CACHED_DEPTH)
         reason = f"matches words of “{normalized}”"
         ranked = [(key, round(1.0 / (rank + 1), 4), reason) for rank, key in enumerate(keys)]
     else:
@@ -217,8 +219,8 @@ def ranked_for(normalized):
         ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices, stems))
                   for rank, key in enumerate(top)]
     if not ranked:
-        ranked = [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]
-    return ranked
+        version, ranked = None, [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]
+    return version, ranked
 
 
 def popular_queries(limit):
@@ -237,11 +239,6 @@ def warm_cache(limit=None):
     return len(queries)
 
 
-def shopper_id_for(session_key):
-    """The pseudonymous id events carry for a session: a keyed hash, never the key itself."""
-    return salted_hmac("shopguide.shopper", session_key).hexdigest()[:32] if session_key else ""
-
-
 def shopper_id(request):
     session = getattr(request, "session", None)
     return shopper_id_for(getattr(session, "session_key", None))
@@ -255,22 +252,24 @@ def remember_search(request, query):
 
 
 def recommend(query, *, user=None, exclude=(), limit=8):
-    """Up to ``limit`` (at most 50) available products for ``query``, best first, each a
-    ``Recommendation(product, score, reason)``. ``exclude``: products or keys to leave out
-    (the product on show). When nothing matches, the shop's most chosen products fill the
-    list, so it is empty only for an empty query or catalogue. ``user`` is accepted for
+    """Up to ``limit`` (at most 50) available products for ``query``, best first: a list of
+    ``Recommendation(product, score, reason)`` whose ``model_version`` names the version that
+    ranked them (None for full-text search). ``exclude``: products or keys to leave out (the
+    product on show). When nothing matches, the shop's most chosen products fill the list,
+    so it is empty only for an empty query or catalogue. ``user`` is accepted for
     personalisation and not used yet."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     normalized = normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
     if not normalized:
-        return []
+        return Recommendations()
     cache = caches[CACHE_ALIAS]
     key = cache_key(normalized)
-    ranked = cache.get(key)
-    if ranked is None:
-        ranked = ranked_for(normalized)
-        after_response(cache.set, key, ranked, shopguide_settings.CACHE_TIMEOUT)
-    return materialise(ranked, exclude, limit)
+    answer = cache.get(key)
+    if answer is None:
+        answer = ranked_for(normalized)
+        after_response(cache.set, key, answer, shopguide_settings.CACHE_TIMEOUT)
+    version, ranked = answer
+    return Recommendations(materialise(ranked, exclude, limit), version)
 
 
 def similar_products(product, limit=8):
@@ -280,11 +279,11 @@ def similar_products(product, limit=8):
     source = get_catalog_source()
     index = ServingIndex.get()
     if index is None:
-        return []
+        return Recommendations()
     title = str(product)
     keys = index.similar(source.key(product), limit + 10)
-    return materialise([(key, round(1.0 / (rank + 1), 4), f"similar to “{title}”")
-                        for rank, key in enumerate(keys)], (), limit)
+    return Recommendations(materialise([(key, round(1.0 / (rank + 1), 4), f"similar to “{title}”")
+                                        for rank, key in enumerate(keys)], (), limit), index.model.version)
 
 
 def materialise(ranked, exclude, limit):

@@ -19,22 +19,20 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
 
 import numpy as np
 import psycopg
+from django.core.signals import setting_changed
 from django.db import connection
 
-from .artifacts import verify
 from .conf import shopguide_settings
-from .embeddings import has_pgvector
-from .ml.encoder import Encoder, set_torch_threads
-from .ml.pipeline import ENCODER_FOLDER, RERANKER_FOLDER, CatalogueIndex, load_ranker
-from .ml.memory import SearchMemory
-from .ml.ranker import DEPTH, lexical_hits, top_indices
-from .ml.reranker import CrossEncoder, rerank
+from .embeddings import DIMENSIONS, has_pgvector
+from .ml.encoder import set_torch_threads
+from .ml.ranker import DEPTH
+from .ml.ranking import CatalogueIndex, InProcessVectors, VersionRanking
+from .ml.version_files import load_ranking, verify
 from .models import ProductVector, ServingState
 from .versions import active_model
 
@@ -42,48 +40,12 @@ logger = logging.getLogger(__name__)
 
 STATE_TTL = 1.0  # seconds a process trusts the ServingState it read last
 CLOCK_SLACK = timedelta(seconds=5)  # rows updated this long before a sync are read again
-
-
-@dataclass
-class Ranked:
-    """One query's hybrid ranking: keys best first, and what put each of them there."""
-
-    keys: list
-    lexical: set  # keys found by stemmed BM25 (they share a word with the corrected query)
-    spelling: set  # keys found only by trigram BM25 (close spelling)
-    corrected: str  # the query with its unknown words corrected (what the words matched)
-    reranked: bool = False  # the cross-encoder reordered the top
-    terms: dict = field(default_factory=dict)  # key -> the serving text's analysed terms
-    remembered: set = field(default_factory=set)  # keys the search memory voted for
+VECTORS_TABLE = ProductVector._meta.db_table
 
 
 class Snapshot(NamedTuple):
-    catalogue: CatalogueIndex  # serving texts and their lexical indexes
-    vectors: object  # InProcessVectors or PgvectorVectors
+    ranking: VersionRanking  # the version over the serving texts and vectors
     alive: set  # keys that may be recommended
-
-
-class InProcessVectors:
-    """Exact cosine over vectors held in memory."""
-
-    def __init__(self, vectors):
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-
-    @contextmanager
-    def search(self, query_vector, keys):
-        """Yields ``cosines(wanted)``: the exact cosine of every catalogue position."""
-        yield lambda wanted: self.vectors @ query_vector
-
-    def updated(self, positions, rows):
-        """A copy with ``rows`` (position -> vector) replaced or appended."""
-        vectors = np.zeros((len(positions), self.vectors.shape[1]), dtype=np.float32)
-        vectors[: len(self.vectors)] = self.vectors
-        for index, vector in rows.items():
-            vectors[index] = vector
-        return InProcessVectors(vectors)
-
-    def neighbours(self, index, key, limit):
-        return top_indices(self.vectors @ self.vectors[index], limit + 1)
 
 
 @contextmanager
@@ -113,14 +75,14 @@ class PgvectorVectors:
         positions exactly, -1 for the rest (they cannot be in any top list)."""
         vector = np.asarray(query_vector, dtype=np.float32)
         with pipelined_cursor() as cursor:  # hnsw.ef_search is set when the connection opens
-            cursor.execute("SELECT product_key, 1 - (embedding <=> %b) FROM shopguide_productvector "
+            cursor.execute(f"SELECT product_key, 1 - (embedding <=> %b) FROM {VECTORS_TABLE} "
                            "ORDER BY embedding <=> %b LIMIT %b", [vector, vector, DEPTH])
 
             def cosines(wanted):
                 rows = []
                 if wanted:  # sent behind the nearest-neighbour query, without waiting for its rows
                     with psycopg.Cursor(cursor.connection) as exact:
-                        exact.execute("SELECT product_key, 1 - (embedding <=> %b) FROM shopguide_productvector "
+                        exact.execute(f"SELECT product_key, 1 - (embedding <=> %b) FROM {VECTORS_TABLE} "
                                       "WHERE product_key = ANY(%b)", [vector, [keys[index] for index in wanted]])
                         rows = exact.fetchall()
                 rows += cursor.fetchall()
@@ -139,8 +101,8 @@ class PgvectorVectors:
     def neighbours(self, index, key, limit):
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT v.product_key FROM shopguide_productvector v, "
-                "(SELECT embedding FROM shopguide_productvector WHERE product_key = %s) AS this "
+                f"SELECT v.product_key FROM {VECTORS_TABLE} v, "
+                f"(SELECT embedding FROM {VECTORS_TABLE} WHERE product_key = %s) AS this "
                 "ORDER BY v.embedding <=> this.embedding LIMIT %s",
                 [key, limit + 1],
             )
@@ -169,21 +131,12 @@ class ServingIndex:
     _current = None
     _building = None  # the thread rebuilding after a new epoch, if any
     _empty_epoch = None  # an epoch found with nothing to serve: not looked for again
-    failure = None  # (epoch, why) when the version of that epoch could not be loaded
     _state, _state_read_at = (0, 0), 0.0
 
     def __init__(self, model, epoch, changes):
         self.model, self.epoch, self.changes = model, epoch, changes
         self.synced_at = None
         set_torch_threads(shopguide_settings.TORCH_THREADS)  # web processes too: see TORCH_THREADS
-        self.encoder = Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION)
-        self.ranker = load_ranker(model.folder)
-        self.memory = SearchMemory.load(model.folder)
-        self.reranker = None
-        if model.reranker_weight > 0 and (model.folder / RERANKER_FOLDER).is_dir():
-            self.reranker = CrossEncoder(model.folder / RERANKER_FOLDER, shopguide_settings.PRECISION)
-        self.rerank_depth = model.hyperparameters.get("pipeline", {}).get("rerank_depth", 30)
-        self.rerank_seconds = 0.0  # running estimate of one reranking's cost
         self.pgvector = has_pgvector(connection)
         self.load()
 
@@ -198,13 +151,14 @@ class ServingIndex:
             loaded = list(rows.values_list("product_key", "text", "embedding"))
             keys, texts, vectors = zip(*loaded) if loaded else ((), (), ())
             catalogue = CatalogueIndex(keys, texts)
-            vectors = InProcessVectors(np.stack(vectors) if vectors else np.zeros((0, 384)))
-        self.snapshot = Snapshot(catalogue, vectors, set(keys))
+            vectors = InProcessVectors(np.stack(vectors) if vectors else np.zeros((0, DIMENSIONS)))
+        ranking = load_ranking(self.model.folder, catalogue, vectors, precision=shopguide_settings.PRECISION,
+                               reranker_weight=self.model.reranker_weight, rerank_depth=self.model.rerank_depth)
+        self.snapshot = Snapshot(ranking, set(keys))
         release_free_memory()
 
     # What one query reads: replaced as a whole, never changed in place.
-    catalogue = property(lambda self: self.snapshot.catalogue)
-    vectors = property(lambda self: self.snapshot.vectors)
+    ranking = property(lambda self: self.snapshot.ranking)
     alive = property(lambda self: self.snapshot.alive)
 
     @staticmethod
@@ -220,56 +174,28 @@ class ServingIndex:
         rows = ProductVector.objects.filter(model=self.model, updated_at__gte=self.synced_at - CLOCK_SLACK)
         updated = list(rows.values_list("product_key", "text", *(() if self.pgvector else ("embedding",))))
         present = set(ProductVector.objects.filter(model=self.model).values_list("product_key", flat=True))
-        current = self.catalogue
+        ranking = self.ranking
+        current = ranking.catalogue
         texts = {row[0]: row[1] for row in updated
                  if row[0] not in current.positions or current.texts[current.positions[row[0]]] != row[1]}
         texts.update({key: "" for key in self.alive - present})  # removed: no terms left to match
         # Queries under way keep the catalogue and vectors they started with.
         catalogue = current.updated(texts) if texts else current
-        vectors = self.vectors.updated(catalogue.positions,
-                                       {} if self.pgvector else {catalogue.positions[row[0]]: row[2] for row in updated})
-        self.snapshot = Snapshot(catalogue, vectors, present)
+        vectors = ranking.vectors.updated(catalogue.positions,
+                                          {} if self.pgvector else {catalogue.positions[row[0]]: row[2] for row in updated})
+        self.snapshot = Snapshot(ranking.over(catalogue, vectors), present)
         self.synced_at, self.changes = synced_at, changes
 
     def rank(self, query):
-        started = time.monotonic()
-        catalogue, vectors, alive = self.snapshot
-        if not catalogue.keys:
-            return Ranked([], set(), set(), query)
-        query_vector = self.encoder.encode_queries([query])[0]  # as typed: see Retriever.candidates
-        with vectors.search(query_vector, catalogue.keys) as cosines:  # the vector search runs meanwhile
-            corrected, bm25, trigram, coverage = catalogue.lexical_scores(query)
-            hits = bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
-            memory = self.memory.votes(query, query_vector, catalogue.positions, len(catalogue.keys)) if self.memory else None
-            voted = memory.top.tolist() if memory else []
-            cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()) | set(voted))
-        candidates = catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, hits=hits, memory=memory)
-        order = self.ranker.order(candidates) if self.ranker else candidates.indices
-        keys = [catalogue.keys[index] for index in order if catalogue.keys[index] in alive]
-        lexical = {catalogue.keys[index] for index in bm25_top}
-        spelling = {catalogue.keys[index] for index in trigram_top} - lexical
-        reranked = self.maybe_rerank(catalogue, corrected, keys, time.monotonic() - started)
-        terms = {key: catalogue.features.terms[catalogue.positions[key]] for key in keys}
-        remembered = {catalogue.keys[index] for index in voted}
-        return Ranked(reranked or keys, lexical, spelling, corrected, reranked is not None, terms, remembered)
-
-    def maybe_rerank(self, catalogue, query, keys, spent):
-        """The version's cross-encoder blended into the top ``rerank_depth``, when the version
-        has one (training keeps it only where it helped on held-out queries) and it is
-        expected to fit in ``RERANK_BUDGET_MS`` with what the query has cost so far."""
-        budget = (shopguide_settings.RERANK_BUDGET_MS or 0) / 1000
-        if self.reranker is None or spent + self.rerank_seconds > budget:
-            return None
-        started = time.monotonic()
-        top = keys[: self.rerank_depth]
-        scores = self.reranker.score(query, [catalogue.texts[catalogue.positions[key]] for key in top])
-        self.rerank_seconds = 0.8 * self.rerank_seconds + 0.2 * (time.monotonic() - started) if self.rerank_seconds \
-            else time.monotonic() - started
-        return rerank(keys, scores, self.model.reranker_weight)
+        """The version's ``Ranked`` keys for ``query``, among the products that may be
+        recommended, reranked only within ``RERANK_BUDGET_MS``."""
+        ranking, alive = self.snapshot
+        return ranking.rank(query, keep=alive, rerank_budget=(shopguide_settings.RERANK_BUDGET_MS or 0) / 1000)
 
     def similar(self, key, limit):
         """Keys of the products closest to ``key`` in the version's vector space."""
-        catalogue, vectors, alive = self.snapshot
+        ranking, alive = self.snapshot
+        catalogue, vectors = ranking.catalogue, ranking.vectors
         index = catalogue.positions.get(key)
         if index is None or key not in alive:
             return []
@@ -316,8 +242,8 @@ class ServingIndex:
         try:
             verify(model.folder, model.checksum)
             return cls(model, epoch, changes)
-        except Exception as exc:
-            cls._empty_epoch, cls.failure = epoch, (epoch, f"version {model.version} cannot serve: {exc}")
+        except Exception:
+            cls._empty_epoch = epoch
             logger.exception("The active version %s cannot serve; full-text search answers instead.", model.version)
             return None
 
@@ -344,4 +270,12 @@ class ServingIndex:
     def reset(cls):
         """Forget the loaded index (tests, and processes that want the newest at once)."""
         with cls._lock:
-            cls._current, cls._state_read_at, cls._empty_epoch, cls.failure = None, 0.0, None, None
+            cls._current, cls._state_read_at, cls._empty_epoch = None, 0.0, None
+
+
+def _forget_index(*, setting, **kwargs):
+    if setting == "SHOPGUIDE":  # PRECISION, TORCH_THREADS, RERANK_BUDGET_MS and the catalogue read
+        ServingIndex.reset()
+
+
+setting_changed.connect(_forget_index, dispatch_uid="shopguide.serving.forget_index")

@@ -10,12 +10,12 @@ import logging
 from celery import group, shared_task
 from celery.signals import worker_ready
 from django.db import OperationalError
-from django.utils import timezone
 
+from . import operations
 from .conf import shopguide_settings
 from .models import RecommenderModel, TrainingRun
 from .rescoring import build_vector_index, encode_chunk, refresh_product, start_rescore
-from .training import TrainingError, execute_run, fail_abandoned_runs, is_better_than_active, training_in_progress
+from .training import TrainingError, execute_run, fail_abandoned_runs
 
 logger = logging.getLogger(__name__)
 
@@ -26,19 +26,20 @@ CHUNK_TIME_LIMIT = 15 * 60
 @shared_task(name="shopguide.train", bind=True, acks_late=True, soft_time_limit=TRAINING_TIME_LIMIT,
              time_limit=TRAINING_TIME_LIMIT + 60)
 def train(self, run_id, activate="if_better"):
-    """Train the version requested by queued ``TrainingRun`` ``run_id``; then, when it beats
-    the serving version on the same held-out queries (or ``activate`` is "always"), rescore
-    the catalogue with it and make it serve."""
+    """Train the version requested by queued ``TrainingRun`` ``run_id``; then let the
+    activation gate decide (``activate``: an ``AUTO_ACTIVATE`` value) whether to rescore the
+    catalogue with it and make it serve (``operations.after_training``)."""
     run = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).first()
-    if run is None:
+    if run is None:  # cancelled, or delivered twice
         return None
     try:
         model = execute_run(run, worker=self.request.hostname or "")
     except TrainingError as exc:  # refused (another run is training): recorded on the run
         logger.warning("Training run #%s refused: %s", run_id, exc)
         return None
-    if activate == "always" or (activate == "if_better" and is_better_than_active(model)):
-        rescore.apply_async(args=[model.pk, True], queue=shopguide_settings.RESCORE_QUEUE)
+    if model is None:  # cancelled while training
+        return None
+    operations.after_training(model, activate)
     return model.pk
 
 
@@ -87,9 +88,11 @@ def refresh_product_task(key):
 @shared_task(name="shopguide.scheduled_train")
 def scheduled_train():
     """Celery beat's retraining: queued unless a run is already queued or running."""
-    if training_in_progress():
+    try:
+        return operations.train().pk
+    except operations.OperationError as exc:  # a run is queued or running, or the broker is down
+        logger.info("Scheduled training skipped: %s", exc)
         return None
-    return enqueue_training(activate=shopguide_settings.AUTO_ACTIVATE).pk
 
 
 def beat_schedule():
@@ -98,30 +101,6 @@ def beat_schedule():
     if not hours:
         return {}
     return {"shopguide-retrain": {"task": "shopguide.scheduled_train", "schedule": float(hours) * 3600}}
-
-
-class QueueUnavailable(Exception):
-    """The broker could not take the message; nothing was queued."""
-
-
-def enqueue_training(options=None, user=None, activate="if_better"):
-    """Create a queued ``TrainingRun`` and send it to the training queue; return the run.
-    When the broker cannot be reached the run is marked failed (so it blocks no later
-    request) and ``QueueUnavailable`` says why."""
-    run = TrainingRun.objects.create(options=options or {}, started_by=user)
-    try:
-        result = train.apply_async(args=[run.pk, activate], queue=shopguide_settings.TRAINING_QUEUE,
-                                   retry=True, retry_policy={"max_retries": 2, "interval_start": 0.5,
-                                                             "interval_step": 0.5})
-    except Exception as exc:
-        message = f"The task queue cannot be reached ({type(exc).__name__}: {exc}); try again later."
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
-        )
-        raise QueueUnavailable(message) from exc
-    TrainingRun.objects.filter(pk=run.pk).update(task_id=result.id)
-    run.task_id = result.id
-    return run
 
 
 @worker_ready.connect

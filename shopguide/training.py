@@ -15,23 +15,22 @@ from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from .artifacts import artifacts_root, folder_checksum
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .evaluation import store_cached_vectors
-from .ml.encoder import Encoder, default_model_path, set_torch_threads
-from .ml.pipeline import (
-    ENCODER_FOLDER, Pipeline, PipelineConfig, RecommenderData, Retriever, cold_start_data, load_ranker,
-    positive_threshold,
-)
+from .fulltext import search_keys
+from .ml.encoder import default_model_path, set_torch_threads
+from .ml.metrics import evaluate_run
+from .ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data, positive_threshold
+from .ml.ranker import DEPTH
+from .ml.version_files import VersionFilesError, folder_checksum, verify
 from .models import Judgment, ProductVector, RecommenderModel, SearchEvent, TrainingRun
-from .versions import active_model
+from .versions import active_model, version_ranking, versions_root
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +45,16 @@ DEFAULT_HOLDOUT_SHARE = 0.1
 MAX_HELDOUT_QUERIES = 400
 MIN_HELDOUT_QUERIES = 10  # a small shop still holds out enough queries to measure on
 PROGRESS_WRITE_INTERVAL = 2.0  # seconds between progress writes to the database
-ABANDONED_AFTER = timedelta(minutes=10)  # a running run silent this long has lost its worker
+ABANDONED_AFTER = timedelta(minutes=10)
+FULL_TEXT_SEARCH = "full-text search"  # a running run silent this long has lost its worker
 
 
 class TrainingError(Exception):
     """Training cannot start or finish; the message says what to fix."""
+
+
+class TrainingCancelled(Exception):
+    """Staff cancelled the run while it trained (see ``operations.cancel``)."""
 
 
 def split_queries(queries, share):
@@ -102,7 +106,8 @@ def gather_data(holdout_share=DEFAULT_HOLDOUT_SHARE):
 
 
 class RunProgress:
-    """Writes a run's stage, percent and loss curve to the database, at most every 2 s."""
+    """Writes a run's stage, percent and loss curve to the database, at most every 2 s, and
+    stops the training (``TrainingCancelled``) once the run is no longer running."""
 
     def __init__(self, run, echo=None):
         self.run, self.echo, self.last_write = run, echo, 0.0
@@ -120,7 +125,11 @@ class RunProgress:
             self.run.stage = stage
             self.run.progress = round(100.0 * done / max(total, 1), 1)
             self.run.heartbeat_at = timezone.now()
-            self.run.save(update_fields=["stage", "progress", "loss_curve", "heartbeat_at"])
+            written = TrainingRun.objects.filter(pk=self.run.pk, status=TrainingRun.Status.RUNNING).update(
+                stage=stage, progress=self.run.progress, loss_curve=self.run.loss_curve,
+                heartbeat_at=self.run.heartbeat_at)
+            if not written:
+                raise TrainingCancelled(f"Training run #{self.run.pk} was cancelled.")
 
 
 def pipeline_config(options):
@@ -145,13 +154,11 @@ def train_version(options=None, run=None, echo=None):
     base_model = Path(shopguide_settings.BASE_MODEL or default_model_path())
     data, cold_start = gather_data(options.get("holdout_share", DEFAULT_HOLDOUT_SHARE))
     config = pipeline_config(options)
-    folder = artifacts_root() / f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    folder = versions_root() / f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     pipeline = Pipeline(data, folder, config, base_model=base_model, progress=RunProgress(run, echo))
     outcome = pipeline.run()
     store_cached_vectors(base_model, pipeline.keys, pipeline.texts, pipeline.base_vectors)
-    active = score_active_version(pipeline)
-    if active:
-        outcome.metrics_before["active"] = active
+    outcome.metrics_before["serving"] = score_serving(pipeline)
     with transaction.atomic():
         version = (RecommenderModel.objects.select_for_update().aggregate(top=Max("version"))["top"] or 0) + 1
         model = RecommenderModel.objects.create(
@@ -172,10 +179,13 @@ def train_version(options=None, run=None, echo=None):
 
 
 def execute_run(run, echo=None, worker=""):
-    """Run a queued ``TrainingRun`` to the end, recording success or the error."""
+    """Run a queued ``TrainingRun`` to the end, recording success or the error; None when
+    it was cancelled meanwhile (nothing is stored)."""
     try:
         start_run(run, worker)
         model = train_version(run.options, run=run, echo=echo)
+    except TrainingCancelled:
+        return None
     except Exception as exc:
         run.status, run.error, run.finished_at = TrainingRun.Status.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
@@ -187,34 +197,49 @@ def execute_run(run, echo=None, worker=""):
     return model
 
 
-def score_active_version(pipeline):
-    """The serving version's held-out metrics on the new run's report queries, from its serving
-    vectors; None when nothing serves yet."""
+def serving_rankings(catalogue, queries):
+    """``(name, {query: keys})``: how what serves now ranks ``queries`` over ``catalogue``, by
+    the serving code itself: the active version's whole ranking (fusion, search memory and
+    reranker included) or, where no version serves, full-text search."""
     model = active_model()
-    if model is None:
-        return None
-    stored = dict(ProductVector.objects.values_list("product_key", "embedding").iterator(chunk_size=5000))
-    if not stored:
-        return None
-    dimensions = len(next(iter(stored.values())))
-    vectors = np.stack([stored.get(key, np.zeros(dimensions, dtype=np.float32)) for key in pipeline.keys])
-    retriever = Retriever(Encoder(model.folder / ENCODER_FOLDER, shopguide_settings.PRECISION), pipeline.catalogue, vectors, load_ranker(model.folder))
-    return {**pipeline.score(retriever)["hybrid"], "version": model.version}
+    if model is not None and ProductVector.objects.filter(model=model).exists():
+        try:
+            verify(model.folder, model.checksum)
+        except VersionFilesError:
+            pass  # it cannot serve: full-text search does
+        else:
+            ranking = version_ranking(model, catalogue, shopguide_settings.PRECISION)
+            return f"v{model.version}", {query: found.keys for query, found in ranking.rank_all(queries).items()}
+    return FULL_TEXT_SEARCH, {query: search_keys(query, DEPTH) for query in queries}
 
 
-def is_better_than_active(model):
-    """True when ``model`` beats the serving version on the same held-out queries (or none serves)."""
-    active = model.metrics_before.get("active")
-    if active_model() is None:
-        return True
-    if not active:
-        return False
-    return model.ndcg("after", "hybrid") >= active["ndcg@10"]
+def score_serving(pipeline):
+    """What serves now, scored on the new run's report queries: ``{"name", "queries",
+    metrics...}`` (the activation gate compares the new version against it)."""
+    queries = pipeline.report_queries
+    name, rankings = serving_rankings(pipeline.catalogue, queries)
+    return {"name": name, "queries": len(queries),
+            **evaluate_run(rankings, pipeline.qrels(queries), pipeline.config.k)}
 
 
-def training_in_progress():
-    """Whether a training run is queued or running (a new request should wait)."""
-    return TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists()
+def served_ndcg(model):
+    """``model``'s held-out nDCG@10 as it would serve: with its reranker when it kept one."""
+    return model.ndcg("after", "hybrid_reranked" if model.reranker_weight > 0 else "hybrid")
+
+
+def activation_verdict(model):
+    """``(better, sentence)``: whether ``model`` beats what served when it was trained, on the
+    same held-out queries and by the same ranking code, and the comparison in words. A first
+    version must do strictly better than full-text search; a later one at least as well as
+    the version it would replace."""
+    serving = model.metrics_before.get("serving")
+    ours = served_ndcg(model)
+    if not serving or ours is None:
+        return False, f"v{model.version} was not compared with what serves; activate it by hand if wanted."
+    theirs, name = serving["ndcg@10"], serving["name"]
+    better = ours > theirs if name == FULL_TEXT_SEARCH else ours >= theirs
+    return better, (f"held-out nDCG@10 on {serving['queries']} queries: v{model.version} {ours:.3f}, "
+                    f"{name} (serving) {theirs:.3f}: v{model.version} is {'better' if better else 'not better'}.")
 
 
 def start_run(run, worker=""):

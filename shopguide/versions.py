@@ -1,15 +1,25 @@
-"""Which trained version serves: activation (checksum verified) and roll back."""
+"""Trained versions: where their folders live, which one serves, and a version's ranking over a
+catalogue (what the evaluation command and the activation gate rank with)."""
 
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .artifacts import ArtifactError, verify
-from .models import RecommenderModel, ServingState
+from .models import ProductVector, RecommenderModel, ServingState
 from .signals import model_activated
+
+VERSIONS_FOLDER = "shopguide/models"
 
 
 class ActivationError(Exception):
     """A version that cannot serve; the active version is left as it was."""
+
+
+def versions_root():
+    return Path(settings.MEDIA_ROOT) / VERSIONS_FOLDER
 
 
 def active_model():
@@ -17,12 +27,15 @@ def active_model():
 
 
 def activate(model):
-    """Make ``model`` the one active version after checking its files are intact."""
+    """Make ``model`` the one active version after checking its files are intact. Serving
+    follows at once, so call it where its vectors are in (a rescore's swap does)."""
+    from .ml.version_files import VersionFilesError, verify
+
     if model.status != RecommenderModel.Status.READY:
         raise ActivationError(f"Version {model.version} is {model.status}, not ready; it cannot serve.")
     try:
         verify(model.folder, model.checksum)
-    except ArtifactError as exc:
+    except VersionFilesError as exc:
         raise ActivationError(f"Version {model.version} cannot be activated: {exc}") from exc
     with transaction.atomic():
         RecommenderModel.objects.select_for_update().filter(is_active=True).exclude(pk=model.pk).update(is_active=False)
@@ -44,9 +57,35 @@ def previous_model():
     )
 
 
-def roll_back():
-    """Re-activate the version that was active before the current one; return it."""
-    previous = previous_model()
-    if previous is None:
-        raise ActivationError("There is no earlier active version to roll back to.")
-    return activate(previous)
+def version_vectors(model, keys, texts, encoder, progress=None):
+    """``model``'s vectors of the products ``keys`` with ``texts``: those its training run
+    stored, then its serving rows, for products whose text is unchanged; the rest encoded."""
+    from .ml.version_files import load_product_vectors, stored_vectors_by_key
+
+    vectors = load_product_vectors(model.folder, keys, texts)
+    if vectors is not None:
+        return vectors
+    known = {key: (text, vector) for key, (text, vector) in stored_vectors_by_key(model.folder).items()}
+    rows = ProductVector.objects.filter(model=model).values_list("product_key", "text", "embedding")
+    known.update((key, (text, vector)) for key, text, vector in rows.iterator(chunk_size=5000))
+    vectors = np.zeros((len(keys), encoder.dimensions), dtype=np.float32)
+    missing = []
+    for row, (key, text) in enumerate(zip(keys, texts)):
+        if key in known and known[key][0] == text:
+            vectors[row] = known[key][1]
+        else:
+            missing.append(row)
+    if missing:
+        vectors[missing] = encoder.encode([texts[row] for row in missing], progress=progress)
+    return vectors
+
+
+def version_ranking(model, catalogue, precision, progress=None):
+    """``model`` ranking ``catalogue`` (a ``CatalogueIndex``) exactly as it serves, with its
+    vectors of the catalogue's products held in process."""
+    from .ml.version_files import load_encoder, load_ranking
+
+    encoder = load_encoder(model.folder, precision)
+    vectors = version_vectors(model, catalogue.keys, catalogue.texts, encoder, progress)
+    return load_ranking(model.folder, catalogue, vectors, precision=precision, encoder=encoder,
+                        reranker_weight=model.reranker_weight, rerank_depth=model.rerank_depth)

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from catalog.models import Product
-from shopguide.artifacts import folder_checksum
+from shopguide.ml.version_files import folder_checksum
 from shopguide.models import Judgment, RecommenderModel, TrainingRun
 
 RETRAIN = "admin:shopguide_recommendermodel_retrain"

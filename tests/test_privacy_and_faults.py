@@ -123,7 +123,7 @@ def served(shop, db):
     ServingIndex.reset()
 
 
-def test_a_version_whose_files_changed_stops_serving_and_the_admin_says_why(served, staff_client, settings):
+def test_a_version_whose_files_changed_stops_serving_and_the_admin_says_why(served, staff_client, settings, caplog):
     word = next(iter(SLANG))
     model = RecommenderModel.objects.get(is_active=True)
     backup = settings.MEDIA_ROOT / "backup"
@@ -133,7 +133,7 @@ def test_a_version_whose_files_changed_stops_serving_and_the_admin_says_why(serv
         ServingIndex.reset()
         results = recommend("garden hose")
         assert results and results[0].reason.startswith("matches words of")  # full-text search serves
-        assert "cannot serve" in ServingIndex.failure[1]
+        assert f"The active version {model.version} cannot serve" in caplog.text
         page = staff_client.get(f"/admin/shopguide/recommendermodel/{model.pk}/change/").content.decode()
         assert "was changed after training" in page and "fallen back to full-text search" in page
     finally:

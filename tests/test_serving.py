@@ -10,6 +10,7 @@ from catalog.models import Product
 from shopguide import serving, services
 from shopguide.embeddings import has_pgvector
 from shopguide.ml.memory import SearchMemory
+from shopguide.ml.ranking import InProcessVectors
 from shopguide.models import RecommenderModel, SearchEvent, ServingState
 from shopguide.rescoring import refresh_product
 from shopguide.serving import ServingIndex
@@ -52,7 +53,7 @@ def test_trained_queries_bring_their_product_first(products):
     for word in words:
         assert keys(recommend(word, limit=3))[0] == SLANG[word], word
     index = ServingIndex.get()
-    assert isinstance(index.vectors, serving.InProcessVectors) != index.pgvector
+    assert isinstance(index.ranking.vectors, InProcessVectors) != index.pgvector
 
 
 def test_limit_exclusion_and_reasons(products):
@@ -72,8 +73,8 @@ def test_products_chosen_for_similar_searches_come_from_the_search_memory(produc
     # The slang shop's version is too small to keep a memory (no fitted fusion): give its
     # serving index one past search, "present for my dad", for which shoppers chose the ladder.
     index = ServingIndex.get()
-    past = index.encoder.encode_queries(["present for my dad"])
-    monkeypatch.setattr(index, "memory", SearchMemory(past, [[(str(products["p5"].pk), 1.0)]]))
+    past = index.ranking.encoder.encode_queries(["present for my dad"])
+    monkeypatch.setattr(index.ranking, "memory", SearchMemory(past, [[(str(products["p5"].pk), 1.0)]]))
     reasons = {item.product.external_id: item.reason for item in recommend("present for dad", limit=8)}
     assert reasons["p5"] == "chosen by shoppers for similar searches"
     assert "chosen by shoppers for similar searches" not in [reasons[pid] for pid in reasons if pid != "p5"]
@@ -120,7 +121,7 @@ def test_inside_a_request_the_cache_is_written_after_the_response(products, capl
         request_finished.send(sender=None)
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
-    assert [row[0] for row in cache.get(services.cache_key(word))][:len(first)] == [
+    assert [row[0] for row in cache.get(services.cache_key(word))[1]][:len(first)] == [
         str(item.product.pk) for item in first]
     assert calls == ["done"] and "after the response failed" in caplog.text
     after_response(calls.append, "outside a request: at once")
@@ -253,8 +254,8 @@ def test_a_reranker_reorders_the_top_within_the_time_budget(products, settings, 
     index = ServingIndex.get()
     plain = index.rank(word)
     assert not plain.reranked
-    monkeypatch.setattr(index, "reranker", StubReranker())
-    monkeypatch.setattr(index.model, "reranker_weight", 1.0)
+    monkeypatch.setattr(index.ranking, "reranker", StubReranker())
+    monkeypatch.setattr(index.ranking, "reranker_weight", 1.0)
     reranked = index.rank(word)
     assert reranked.reranked and reranked.keys[0] == str(products["p5"].pk)  # the ladder
     assert sorted(reranked.keys) == sorted(plain.keys)

@@ -8,10 +8,11 @@ from django.core.management import CommandError, call_command
 
 from catalog.models import Product
 from config.celery import app as celery_app
-from shopguide.artifacts import folder_checksum
-from shopguide.models import Judgment, RecommenderModel, SearchEvent, TrainingRun
+from shopguide.ml.version_files import folder_checksum
+from shopguide.models import Judgment, ProductVector, RecommenderModel, SearchEvent, TrainingRun
 from shopguide.training import TrainingError, event_judgments, execute_run, split_queries
-from shopguide.versions import ActivationError, activate, active_model, roll_back
+from shopguide import operations
+from shopguide.versions import ActivationError, activate, active_model, previous_model
 
 from tests.slang_shop import PRODUCTS, SLANG
 
@@ -87,13 +88,22 @@ def two_versions(shop):
     return first, second
 
 
-def test_activate_and_roll_back(two_versions):
+@pytest.fixture
+def eager_celery():
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+def test_rolling_back_rescores_with_the_previous_version_then_serves_it(two_versions, eager_celery):
     first, second = two_versions
-    activate(first)
-    activate(second)
-    assert active_model() == second
-    assert roll_back() == first
+    operations.activate(first)
+    operations.activate(second)
+    assert active_model() == second and previous_model() == first
+    assert set(ProductVector.objects.values_list("model", flat=True)) == {second.pk}
+    assert operations.roll_back() == first
     assert list(RecommenderModel.objects.filter(is_active=True)) == [first]
+    assert set(ProductVector.objects.values_list("model", flat=True)) == {first.pk}  # its own vectors serve
 
 
 def test_tampered_artifact_is_refused_and_the_active_version_keeps_serving(two_versions):
@@ -111,8 +121,8 @@ def test_tampered_artifact_is_refused_and_the_active_version_keeps_serving(two_v
 
 
 def test_no_earlier_version_to_roll_back_to(shop):
-    with pytest.raises(ActivationError, match="no earlier active version"):
-        roll_back()
+    with pytest.raises(operations.OperationError, match="no earlier active version"):
+        operations.roll_back()
 
 
 def test_a_second_run_is_refused_while_one_runs(shop):

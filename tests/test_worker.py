@@ -18,7 +18,7 @@ from config.celery import app as celery_app
 from shopguide.models import Judgment, PendingVector, ProductVector, RecommenderModel, TrainingRun
 from shopguide.serving import ServingIndex
 from shopguide.services import recommend
-from shopguide.tasks import enqueue_training
+from shopguide import operations
 from shopguide.versions import active_model
 from tests.slang_shop import PRODUCTS, SLANG
 
@@ -149,7 +149,7 @@ def test_retrain_from_the_admin_trains_rescores_and_serves(shop, worker):
 
 
 def test_a_killed_worker_leaves_the_run_failed_and_nothing_changed(shop, worker):
-    enqueue_training({"epochs": 200})  # long enough to be killed while it trains
+    operations.train({"epochs": 200})  # long enough to be killed while it trains
     wait_until(lambda: TrainingRun.objects.get().stage == "training retriever", 240, "training to start", worker)
     worker.kill()
     worker.start()  # a restarted worker marks what it was running as failed

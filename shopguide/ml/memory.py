@@ -16,7 +16,6 @@ import numpy as np
 
 from .ranker import DEPTH, top_indices
 
-MEMORY_FILE = "search_memory.npz"
 NEIGHBOURS = 20  # past searches that vote for a new one
 SAME_SEARCH = 0.999  # a past search this close to the query is the query itself: it does not vote
 
@@ -72,17 +71,18 @@ class SearchMemory:
                     votes[position] += weight * share
         return Votes(votes, top_indices(votes, DEPTH, above=0), max(float(similarity[nearest[0]]), 0.0))
 
-    def save(self, folder):
+    def save(self, path):
         keys = [key for chosen in self.choices for key, _ in chosen]
-        np.savez(Path(folder) / MEMORY_FILE, vectors=self.vectors, neighbours=self.neighbours,
+        np.savez(Path(path), vectors=self.vectors, neighbours=self.neighbours,
                  counts=np.array([len(chosen) for chosen in self.choices], dtype=np.int64),
                  keys=np.array(keys, dtype=str),
                  shares=np.array([share for chosen in self.choices for _, share in chosen], dtype=np.float32))
 
     @classmethod
-    def load(cls, folder):
-        """The memory stored with a version, or None for a version trained without one."""
-        path = Path(folder) / MEMORY_FILE
+    def load(cls, path):
+        """The memory saved at ``path``, or None where there is none (a version trained
+        without one)."""
+        path = Path(path)
         if not path.is_file():
             return None
         with np.load(path) as stored:

@@ -13,9 +13,6 @@ stores what comes out.
    held-out queries; weight 0 means the reranker is not used.
 """
 
-import copy
-import hashlib
-import json
 import math
 import random
 import time
@@ -24,22 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import version_files
 from .encoder import Encoder, default_model_path
-from .lexical import BM25Index
 from .memory import SearchMemory
 from .metrics import evaluate_run
-from .ranker import DEPTH, FeatureBuilder, LinearRanker, top_indices, trigrams
-from .spelling import Speller
+from .ranker import LinearRanker
+from .ranking import RERANK_DEPTH, CatalogueIndex, VersionRanking
 from .reranker import CrossEncoder, rerank
 from .training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder, train_cross_encoder
-
-ENCODER_FOLDER = "encoder"
-RERANKER_FOLDER = "reranker"
-RANKER_FILE = "ranker.json"
-VECTORS_FILE = "product_vectors.npy"
-KEYS_FILE = "product_keys.json"
-SUMMARY_FILE = "training.json"
-
 
 @dataclass
 class RecommenderData:
@@ -66,7 +55,7 @@ class PipelineConfig:
     hard_negative_depth: int = 30  # mine among the base model's top results
     reranker: bool = True
     reranker_max_examples: int = 8_000
-    rerank_depth: int = 30
+    rerank_depth: int = RERANK_DEPTH
     blend_weights: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
     k: int = 10
     seed: int = 42
@@ -82,32 +71,6 @@ class TrainingOutcome:
     counts: dict
     losses: dict
     seconds: dict
-
-
-def texts_digest(keys, texts):
-    """Fingerprint of a catalogue's keys and texts, to tell whether stored vectors still fit."""
-    digest = hashlib.sha256()
-    for key, text in zip(keys, texts):
-        digest.update(f"{key}\0{text}\0".encode())
-    return digest.hexdigest()
-
-
-def load_product_vectors(folder, keys, texts):
-    """The vectors a training run stored, if they were computed for exactly these texts."""
-    folder = Path(folder)
-    try:
-        stored = json.loads((folder / KEYS_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    if stored.get("texts_sha256") != texts_digest(keys, texts):
-        return None
-    return np.load(folder / VECTORS_FILE)
-
-
-def load_ranker(folder):
-    """The learned fusion stored with a version, or None when it has none."""
-    path = Path(folder) / RANKER_FILE
-    return LinearRanker.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def positive_threshold(judgments):
@@ -145,104 +108,6 @@ def cold_start_data(texts, seed=42, heldout_share=0.1, count=20_000):
     return RecommenderData(texts, judgments, queries[held:], queries[:held])
 
 
-class CatalogueIndex:
-    """The lexical side of one catalogue: stemmed BM25, trigram BM25, feature builder and the
-    speller that corrects queries against the catalogue's words."""
-
-    def __init__(self, keys, texts):
-        self.keys, self.texts = list(keys), list(texts)
-        self.bm25 = BM25Index(self.keys, self.texts)
-        self.trigram = BM25Index(self.keys, self.texts, analyzer=trigrams)
-        self.features = FeatureBuilder(list(self.texts))
-        self.positions = dict(self.bm25.positions)
-        self.speller = Speller(self.texts)
-
-    def correct(self, query):
-        """``query`` with the words no product contains corrected (see ``spelling``)."""
-        return self.speller.correct(query, self.bm25.documents_with)
-
-    def lexical_scores(self, query):
-        """``(corrected query, BM25, trigram BM25, trigram coverage)`` over the catalogue. BM25
-        (and the ranking features, which take the corrected query) read the query with its
-        unknown words corrected; trigram BM25, typo-tolerant by design, reads it as typed."""
-        corrected = self.correct(query)
-        return corrected, self.bm25.scores(corrected), self.trigram.scores(query), self.trigram.coverage(query)
-
-    def updated(self, changes):
-        """A copy with ``changes`` applied (see ``update``); readers of this index are not
-        disturbed, so a serving process can swap the copy in between two queries. The speller
-        keeps the corrections it knows: a word only new products use is offered from the next
-        full build (activation or rescore) on."""
-        twin = copy.copy(self)
-        twin.keys, twin.texts, twin.positions = list(self.keys), list(self.texts), dict(self.positions)
-        twin.bm25, twin.trigram, twin.features = self.bm25.copy(), self.trigram.copy(), self.features.copy()
-        twin.update(changes)
-        return twin
-
-    def update(self, changes):
-        """Replace or append product texts (``changes``: key -> text); positions of known keys
-        stay as they are, new keys go at the end."""
-        self.bm25.update(changes)
-        self.trigram.update(changes)
-        for key, text in changes.items():
-            index = self.positions.setdefault(key, len(self.keys))
-            if index == len(self.keys):
-                self.keys.append(key)
-                self.texts.append(text)
-            else:
-                self.texts[index] = text
-            self.features.set_text(index, text)
-
-
-class Retriever:
-    """Rankings over one catalogue for one encoder: ``dense`` (exact cosine) and ``hybrid``
-    (the encoder, two lexical retrievers and the search ``memory`` when there is one, fused and
-    ordered by ``ranker`` when there is one)."""
-
-    def __init__(self, encoder, catalogue, vectors, ranker=None, memory=None):
-        self.encoder, self.catalogue, self.ranker, self.memory = encoder, catalogue, ranker, memory
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def candidates(self, queries):
-        """``{query: (Candidates, cosine scores)}`` for a list of queries. The encoder reads the
-        query as typed (it learned the shop's own words, mistyped ones included); the lexical
-        side as ``CatalogueIndex.lexical_scores`` says."""
-        out, catalogue = {}, self.catalogue
-        for query, vector in zip(queries, self.encoder.encode_queries(queries)):
-            cosine = self.vectors @ vector
-            corrected, bm25, trigram, coverage = catalogue.lexical_scores(query)
-            memory = self.memory.votes(query, vector, catalogue.positions, len(catalogue.keys)) if self.memory else None
-            out[query] = (catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, memory=memory), cosine)
-        return out
-
-    def dense(self, queries, depth=DEPTH, chunk=256):
-        """The encoder's own top ``depth`` keys for each query (exact cosine), without the
-        lexical side: what mining hard negatives needs, for thousands of queries at once."""
-        keys, out = self.catalogue.keys, {}
-        vectors = self.encoder.encode_queries(queries)
-        for start in range(0, len(queries), chunk):
-            scores = vectors[start:start + chunk] @ self.vectors.T
-            for query, row in zip(queries[start:start + chunk], scores):
-                out[query] = [keys[i] for i in top_indices(row, depth)]
-        return out
-
-    def rankings(self, queries):
-        """``(dense, hybrid)`` rankings of keys for each query."""
-        ranker, keys, dense, hybrid = self.ranker, self.catalogue.keys, {}, {}
-        for query, (candidates, cosine) in self.candidates(queries).items():
-            dense[query] = [keys[i] for i in top_indices(cosine, DEPTH)]
-            order = ranker.order(candidates) if ranker else candidates.indices
-            hybrid[query] = [keys[i] for i in order]
-        return dense, hybrid
-
-    def hybrid(self, queries):
-        return self.rankings(queries)[1]
-
-    def plain(self):
-        """The same encoder and catalogue with plain fusion: no learned ranker, no memory."""
-        return Retriever(self.encoder, self.catalogue, self.vectors)
-
-
 class Pipeline:
     def __init__(self, data, output_dir, config=None, base_model=None, progress=None):
         self.data, self.config = data, config or PipelineConfig()
@@ -277,12 +142,19 @@ class Pipeline:
     def encode_catalogue(self, encoder, stage):
         return encoder.encode(self.texts, progress=lambda done, total: self.progress(stage, done, total))
 
-    def score(self, retriever):
-        qrels = self.qrels(self.report_queries)
-        dense, hybrid = retriever.rankings(list(qrels))
-        return {"dense": evaluate_run(dense, qrels, self.config.k), "hybrid": evaluate_run(hybrid, qrels, self.config.k)}
+    def score(self, ranking, queries=None):
+        """Metrics of ``ranking`` on the report queries (or ``queries``): ``dense`` (the
+        encoder alone), ``hybrid`` (the fused order) and, for a version with a reranker,
+        ``hybrid_reranked`` (what it serves)."""
+        qrels = self.qrels(self.report_queries if queries is None else queries)
+        ranked = ranking.rank_all(list(qrels))
+        metrics = {name: evaluate_run({q: getattr(r, attribute) for q, r in ranked.items()}, qrels, self.config.k)
+                   for name, attribute in (("dense", "dense"), ("hybrid", "fused"))}
+        if ranking.reranker is not None:
+            metrics["hybrid_reranked"] = evaluate_run({q: r.keys for q, r in ranked.items()}, qrels, self.config.k)
+        return metrics
 
-    def fit_ranker(self, retriever):
+    def fit_ranker(self, ranking):
         """Fit the fusion on the fit queries and up to ``ranker_train_queries`` training
         queries, each set carrying half of the loss; keep it only if it beats, on the fit
         queries, the plain fusion of the encoder and the two lexical retrievers (without the
@@ -298,7 +170,7 @@ class Pipeline:
         train = self.rng.sample(train, min(len(train), self.config.ranker_train_queries))
         if len(fit) + len(train) < self.config.min_ranker_queries or not fit:
             return None
-        candidates = {q: c for q, (c, _) in retriever.candidates(fit + train).items()}
+        candidates = ranking.fusion_examples(fit + train)
         examples = [(candidates[q], np.array([self.data.judgments[q].get(self.keys[i], 0.0) for i in candidates[q].indices],
                                              dtype=np.float32)) for q in fit + train]
         shares = [0.5 / len(fit)] * len(fit) + [0.5 / len(train)] * len(train) if train else [1.0] * len(fit)
@@ -308,7 +180,7 @@ class Pipeline:
             return None
         qrels = self.qrels(fit)
         learned = {q: [self.keys[i] for i in ranker.order(candidates[q])] for q in fit}
-        fused = retriever.plain().hybrid(fit)
+        fused = ranking.plain().hybrid(fit)
         k = f"ndcg@{self.config.k}"
         return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
 
@@ -324,7 +196,7 @@ class Pipeline:
         steps_per_epoch = math.ceil(pairs / config.batch_size) if pairs else 1
         return replace(config, epochs=max(config.epochs, math.ceil(self.config.min_retriever_steps / steps_per_epoch)))
 
-    def build_pairs(self, retriever):
+    def build_pairs(self, ranking):
         """Training pairs: relevant products of each query, each with hard negatives mined from
         the base model's top results. Each query gives up to ``positives_per_query`` of them, or
         its share of ``max_pairs`` when that is more: a shop with few queries trains on all it
@@ -332,7 +204,7 @@ class Pipeline:
         threshold = positive_threshold(self.data.judgments)
         queries = [q for q in self.data.train_queries if any(g >= threshold for g in self.data.judgments[q].values())]
         per_query = max(self.config.positives_per_query, self.config.max_pairs // max(1, len(queries)))
-        ranked = retriever.dense(queries, self.config.hard_negative_depth) if self.config.hard_negatives else {}
+        ranked = ranking.dense_top(queries, self.config.hard_negative_depth) if self.config.hard_negatives else {}
         pairs = []
         for query in queries:
             judged = self.data.judgments[query]
@@ -358,14 +230,14 @@ class Pipeline:
         self.rng.shuffle(examples)
         return examples[:self.config.reranker_max_examples]
 
-    def choose_blend_weight(self, reranker, retriever, hybrid_metrics):
+    def choose_blend_weight(self, reranker, ranking, hybrid_metrics):
         """Blend weight that scores best on the fit queries (0: reranker unused), and the
         metrics of that blend on the report queries (``hybrid_metrics`` for weight 0: the
         report queries are then not scored at all)."""
         depth, k = self.config.rerank_depth, self.config.k
 
         def reranked_runs(queries):
-            hybrid = retriever.hybrid(queries)
+            hybrid = ranking.hybrid(queries)
             scores = {}
             for done, query in enumerate(queries, start=1):
                 scores[query] = reranker.score(query, [self.data.texts[key] for key in hybrid[query][:depth]])
@@ -385,7 +257,7 @@ class Pipeline:
         encoder = Encoder(self.base_model, config.precision)
         catalogue = self.catalogue = self.timed("lexical_index", CatalogueIndex, self.keys, self.texts)
         self.base_vectors = self.timed("encode_base", self.encode_catalogue, encoder, "encoding catalogue (base model)")
-        base = Retriever(encoder, catalogue, self.base_vectors)
+        base = VersionRanking(encoder, catalogue, self.base_vectors)
         before = self.timed("evaluate_base", self.score, base)
         pairs = self.timed("pairs", self.build_pairs, base)
         threshold = positive_threshold(self.data.judgments)
@@ -394,20 +266,14 @@ class Pipeline:
         self.timed("train_retriever", train_bi_encoder, encoder, pairs, self.data.texts, relevant,
                    self.retriever_config(len(pairs)), self.recording("retriever"))
         vectors = self.timed("encode_tuned", self.encode_catalogue, encoder, "encoding catalogue (fine-tuned)")
-        tuned = Retriever(encoder, catalogue, vectors, memory=self.timed("search_memory", self.search_memory, encoder))
-        tuned.ranker = self.timed("fit_ranker", self.fit_ranker, tuned)
-        if tuned.ranker is None:  # plain fusion: the memory's votes would crowd out better candidates
+        tuned = VersionRanking(encoder, catalogue, vectors, memory=self.timed("search_memory", self.search_memory, encoder))
+        tuned.fusion = self.timed("fit_ranker", self.fit_ranker, tuned)
+        if tuned.fusion is None:  # plain fusion: the memory's votes would crowd out better candidates
             tuned.memory = None
         after = self.timed("evaluate_tuned", self.score, tuned)
-        after["fusion_only"] = self.score(tuned.plain())["hybrid"] if tuned.ranker else after["hybrid"]
+        after["fusion_only"] = self.score(tuned.plain())["hybrid"] if tuned.fusion else after["hybrid"]
 
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        encoder.save(self.output_dir / ENCODER_FOLDER)
-        if tuned.memory:
-            tuned.memory.save(self.output_dir)
-        if tuned.ranker:
-            (self.output_dir / RANKER_FILE).write_text(json.dumps(tuned.ranker.to_dict()))
-        reranker_weight = 0.0
+        reranker, reranker_weight = None, 0.0
         if config.reranker and self.data.train_queries and len(self.fit_queries) >= config.min_ranker_queries:
             reranker = CrossEncoder(self.base_model, config.precision)
             queries = self.rng.sample(self.data.train_queries, min(len(self.data.train_queries), config.reranker_max_examples // 4))
@@ -416,13 +282,8 @@ class Pipeline:
                        self.recording("reranker"))
             reranker_weight, after["hybrid_reranked"] = self.timed(
                 "evaluate_reranker", self.choose_blend_weight, reranker, tuned, after["hybrid"])
-            if reranker_weight > 0:
-                reranker.save(self.output_dir / RERANKER_FOLDER)
-        np.save(self.output_dir / VECTORS_FILE, vectors)
-        (self.output_dir / KEYS_FILE).write_text(json.dumps(
-            {"keys": self.keys, "texts": self.texts, "texts_sha256": texts_digest(self.keys, self.texts)}))
         outcome = TrainingOutcome(
-            metrics_before=before, metrics_after=after, uses_ranker=tuned.ranker is not None,
+            metrics_before=before, metrics_after=after, uses_ranker=tuned.fusion is not None,
             reranker_weight=reranker_weight,
             counts={
                 "products": len(self.keys), "train_queries": len(self.data.train_queries),
@@ -431,8 +292,11 @@ class Pipeline:
             },
             losses=self.losses, seconds=self.seconds,
         )
-        summary = {"config": asdict(config), **asdict(outcome)}
-        (self.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        version_files.save(
+            self.output_dir, encoder=encoder, keys=self.keys, texts=self.texts, vectors=vectors,
+            summary={"config": asdict(config), **asdict(outcome)}, fusion=tuned.fusion, memory=tuned.memory,
+            reranker=reranker if reranker_weight > 0 else None,
+        )
         return outcome
 
     def recording(self, name):

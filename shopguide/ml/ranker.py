@@ -90,15 +90,18 @@ class FeatureBuilder:
             self.texts[index], self.terms[index] = text, self.analyse(text)
 
     def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES, hits=None,
-                   memory=None):
+                   memory=None, dense=None):
         """Fused candidates with features; ``trigram_coverage`` is the share of the query's
         trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits).
-        ``hits``: what ``lexical_hits`` returned for these scores, when the caller has it.
-        ``memory``: the ``Votes`` of ``SearchMemory.votes``, when the version has one."""
+        ``hits``: what ``lexical_hits`` returned for these scores, and ``dense`` the cosine's top
+        ``depth``, when the caller has them. ``memory``: the ``Votes`` of ``SearchMemory.votes``,
+        when the version has one."""
         bm25_top, trigram_top, trigram = hits or lexical_hits(bm25, trigram, trigram_coverage, depth)
         votes, voted_top, nearest = memory if memory is not None else (
             np.zeros(len(cosine), dtype=np.float32), np.empty(0, dtype=np.int64), 0.0)
-        lists = (top_indices(cosine, depth, above=-1.0), bm25_top, trigram_top, voted_top)  # -1: not searched
+        if dense is None:
+            dense = top_indices(cosine, depth, above=-1.0)  # -1: a position the vector search did not reach
+        lists = (dense, bm25_top, trigram_top, voted_top)
         fused = {}
         for ranking, weight in zip(lists, RRF_WEIGHTS):
             for rank, index in enumerate(ranking.tolist(), start=1):

@@ -1,6 +1,5 @@
 import numpy as np
 
-from shopguide.ml.index import VectorIndex
 from shopguide.ml.lexical import Analyzer, BM25Index
 
 TEXTS = {
@@ -35,14 +34,6 @@ def test_bm25_ranks_by_term_weight_and_skips_non_matches():
     assert index.search("garden hoses") == ["hose"]
     assert index.search("trampoline") == []
     assert index.search("drill", limit=1) == ["drills"]
-
-
-def test_vector_index_returns_nearest_first():
-    vectors = np.array([[1, 0], [0.6, 0.8], [0, 1]], dtype=np.float32)
-    index = VectorIndex(["a", "b", "c"], vectors)
-    results = index.search(np.array([0.0, 1.0]), limit=2)
-    assert [key for key, _ in results] == ["c", "b"]
-    assert results[1][1] == np.float32(0.8)
 
 
 def test_coverage_is_the_share_of_query_terms_present():

@@ -50,9 +50,9 @@ def test_products_gone_from_the_catalogue_are_skipped(memory):
 
 
 def test_a_stored_memory_votes_as_it_did(memory, tmp_path):
-    assert SearchMemory.load(tmp_path) is None  # a version trained without one
-    memory.save(tmp_path)
-    loaded = SearchMemory.load(tmp_path)
+    assert SearchMemory.load(tmp_path / "memory.npz") is None  # a version trained without one
+    memory.save(tmp_path / "memory.npz")
+    loaded = SearchMemory.load(tmp_path / "memory.npz")
     query = unit(0.3, 0.5, 0.8, 0.1)
     assert loaded.rows == {} and loaded.choices == memory.choices
     np.testing.assert_allclose(loaded.votes("q", query, POSITIONS, 5)[0], memory.votes("q", query, POSITIONS, 5)[0])

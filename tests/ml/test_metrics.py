@@ -2,7 +2,6 @@ import math
 
 import pytest
 
-from shopguide.ml.fusion import reciprocal_rank_fusion
 from shopguide.ml.metrics import condensed, evaluate_run, ndcg_at_k, recall_at_k, reciprocal_rank
 
 JUDGED = {"a": 3.0, "b": 2.0, "c": 0.0, "d": 1.0}
@@ -41,8 +40,3 @@ def test_evaluate_run_averages_and_skips_unscorable_queries():
     assert metrics["condensed_ndcg@10"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="No query has a judged relevant product"):
         evaluate_run({}, {"q": {"a": 0.0}})
-
-
-def test_reciprocal_rank_fusion():
-    # b: 1/62 + 1/61 beats a: 1/61 + 1/63; c only in one list.
-    assert reciprocal_rank_fusion([["a", "b", "c"], ["b", "d", "a"]]) == ["b", "a", "d", "c"]

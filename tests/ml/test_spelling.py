@@ -1,5 +1,5 @@
 from shopguide.ml.lexical import BM25Index
-from shopguide.ml.pipeline import CatalogueIndex
+from shopguide.ml.ranking import CatalogueIndex
 from shopguide.ml.spelling import Speller, edit_distance
 
 TEXTS = [

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from shopguide.ml.encoder import Encoder
-from shopguide.ml.index import VectorIndex
 from shopguide.ml.memory import SearchMemory
 from shopguide.ml.metrics import evaluate_run
-from shopguide.ml.pipeline import (
-    CatalogueIndex, Pipeline, PipelineConfig, RecommenderData, Retriever, cold_start_data,
-)
+from shopguide.ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data
+from shopguide.ml.ranking import CatalogueIndex, VersionRanking
+from shopguide.ml.version_files import MEMORY_FILE
 from shopguide.ml.training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder
 
 from tests.slang_shop import PRODUCTS, SLANG
@@ -19,10 +18,9 @@ from tests.slang_shop import PRODUCTS, SLANG
 
 def ranking_metrics(encoder, qrels):
     keys = list(PRODUCTS)
-    index = VectorIndex(keys, encoder.encode([PRODUCTS[k] for k in keys]))
-    queries = list(qrels)
-    run = {q: [key for key, _ in index.search(vector, 8)] for q, vector in zip(queries, encoder.encode_queries(queries))}
-    return evaluate_run(run, qrels, k=3)
+    texts = [PRODUCTS[k] for k in keys]
+    ranking = VersionRanking(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
+    return evaluate_run(ranking.dense_top(list(qrels), depth=8), qrels, k=3)
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
@@ -60,7 +58,7 @@ def test_pipeline_trains_evaluates_and_stores_a_version(tmp_path):
     assert len(outcome.losses["retriever"]) == 4  # 6 pairs in batches of 4: 2 steps an epoch, 2 epochs
     assert (tmp_path / "v1" / "encoder" / "config.json").is_file()
     assert (tmp_path / "v1" / "product_vectors.npy").is_file()
-    assert len(SearchMemory.load(tmp_path / "v1")) == 6  # the training queries, not the held-out ones
+    assert len(SearchMemory.load(tmp_path / "v1" / MEMORY_FILE)) == 6  # the training queries, not the held-out ones
     assert (tmp_path / "v1" / "reranker").is_dir() == (outcome.reranker_weight > 0)
     assert Encoder(tmp_path / "v1" / "encoder").encode(["x"]).shape == (1, 384)
 
@@ -74,7 +72,7 @@ def test_too_few_heldout_queries_to_judge_a_reranker_train_none(tmp_path):
     assert outcome.reranker_weight == 0 and "training reranker" not in stages
     assert not (tmp_path / "v1" / "reranker").exists()
     # Seven queries cannot fit a fusion either; without one to weigh its votes, no memory is kept.
-    assert not outcome.uses_ranker and SearchMemory.load(tmp_path / "v1") is None
+    assert not outcome.uses_ranker and SearchMemory.load(tmp_path / "v1" / MEMORY_FILE) is None
 
 
 def test_cold_start_makes_queries_from_titles():
@@ -109,10 +107,10 @@ def test_dense_rankings_for_mining_match_the_full_rankings():
     keys = list(PRODUCTS)
     encoder = Encoder()
     texts = [PRODUCTS[key] for key in keys]
-    retriever = Retriever(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
+    ranking = VersionRanking(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
     queries = ["garden hose", "drill", "lamp", "umbrella for the patio"]
-    dense = retriever.dense(queries, depth=3, chunk=3)  # two chunks
-    assert dense == {query: ranking[:3] for query, ranking in retriever.rankings(queries)[0].items()}
+    dense = ranking.dense_top(queries, depth=3, chunk=3)  # two chunks
+    assert dense == {query: found.dense[:3] for query, found in ranking.rank_all(queries).items()}
     assert dense["garden hose"][0] == "p1"
 
 
@@ -146,7 +144,7 @@ def test_the_fusion_is_fitted_on_training_queries_too(tmp_path, monkeypatch):
         [round(weight, 3) for weight in query_weights]) or fit(examples, query_weights=query_weights))
     encoder = Encoder()
     texts = [PRODUCTS[key] for key in keys]
-    retriever = Retriever(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
+    retriever = VersionRanking(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
 
     # One fit query and six training queries: enough for a fusion needing 4 queries; the fit
     # query weighs as much as the six training queries together ...

@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from shopguide.privacy import forget_user
+from shopguide.operations import forget_user
 
 
 class Command(BaseCommand):

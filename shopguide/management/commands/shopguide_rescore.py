@@ -1,10 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from shopguide.conf import shopguide_settings
+from shopguide import operations
 from shopguide.models import RecommenderModel
-from shopguide.rescoring import RescoreError, rescore_now
-from shopguide.tasks import rescore
-from shopguide.versions import ActivationError, active_model
+from shopguide.versions import active_model
 
 from .shopguide_train import ProgressBars
 
@@ -28,15 +26,18 @@ class Command(BaseCommand):
             model = RecommenderModel.objects.filter(version=options["model_version"]).first()
             if model is None:
                 raise CommandError(f"There is no version {options['model_version']}.")
+        reuse_vectors = not options["encode_all"]
         if not options["sync"]:
-            result = rescore.apply_async(args=[model.pk, options["activate"], not options["encode_all"]],
-                                         queue=shopguide_settings.RESCORE_QUEUE)
+            try:
+                result = operations.rescore(model, activate=options["activate"], reuse_vectors=reuse_vectors)
+            except operations.OperationError as exc:
+                raise CommandError(str(exc)) from exc
             self.stdout.write(f"Rescore with version {model.version} queued (task {result.id}).")
             return
         bars = ProgressBars(self.stderr._out)
         try:
-            job = rescore_now(model, activate=options["activate"], progress=bars, reuse_vectors=not options["encode_all"])
-        except (RescoreError, ActivationError) as exc:
+            job = operations.rescore_here(model, activate=options["activate"], progress=bars, reuse_vectors=reuse_vectors)
+        except operations.OperationError as exc:
             raise CommandError(str(exc)) from exc
         finally:
             bars.close()

@@ -3,11 +3,8 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from shopguide.models import RecommenderModel, TrainingRun
-from shopguide.tasks import QueueUnavailable, enqueue_training
-from shopguide.training import TrainingError, execute_run
-from shopguide.rescoring import RescoreError, rescore_now
-from shopguide.versions import ActivationError
+from shopguide import operations
+from shopguide.models import RecommenderModel
 
 
 class ProgressBars:
@@ -61,17 +58,18 @@ class Command(BaseCommand):
             if options["activate"]:
                 raise CommandError("--activate needs --sync; activate queued versions from the admin.")
             try:
-                run = enqueue_training(run_options)
-            except QueueUnavailable as exc:
+                run = operations.train(run_options)
+            except operations.QueueUnavailable as exc:
                 raise CommandError(f"{exc} (or train here with --sync)") from exc
+            except operations.OperationError as exc:
+                raise CommandError(str(exc)) from exc
             self.stdout.write(f"Training run #{run.pk} queued (task {run.task_id}); follow it in the admin.")
             return
 
-        run = TrainingRun.objects.create(options=run_options)
         bars = ProgressBars(self.stderr._out)
         try:
-            model = execute_run(run, echo=bars)
-        except TrainingError as exc:
+            model = operations.train_here(run_options, echo=bars)
+        except operations.OperationError as exc:
             raise CommandError(str(exc)) from exc
         finally:
             bars.close()
@@ -79,8 +77,8 @@ class Command(BaseCommand):
         if options["activate"]:
             bars = ProgressBars(self.stderr._out)
             try:
-                rescore_now(model, activate=True, progress=bars)
-            except (RescoreError, ActivationError) as exc:
+                operations.rescore_here(model, activate=True, progress=bars)
+            except operations.OperationError as exc:
                 raise CommandError(str(exc)) from exc
             finally:
                 bars.close()

@@ -1,0 +1,164 @@
+"""What staff, schedules and commands can do with shopguide: train, cancel, activate, roll back,
+rescore, forget a user. The admin, the Celery tasks and the management commands call these
+functions, so each action is checked the same way wherever it starts.
+
+Work that takes long goes to the Celery queues named in the settings; the ``*_here`` variants
+run it in the calling process (management commands with ``--sync``, tests).
+"""
+
+import logging
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .conf import shopguide_settings
+from .ml.version_files import VersionFilesError, verify
+from .models import RecommenderModel, TrainingRun
+from .privacy import forget_user  # noqa: F401  (one of the operations; it lives with the privacy code)
+from .versions import active_model, previous_model
+
+logger = logging.getLogger(__name__)
+
+TRAINING_LOCK = 0x73686F70  # PostgreSQL advisory lock key taken while a training run is queued
+
+
+class OperationError(Exception):
+    """An operation that cannot be done now; the message says why and what to do."""
+
+
+class QueueUnavailable(OperationError):
+    """The broker could not take the message; nothing was queued."""
+
+
+def training_in_progress():
+    """The queued or running training run, if any (one training at a time)."""
+    return TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).first()
+
+
+def busy_error(run):
+    return OperationError(f"Training run #{run.pk} is already queued or running; wait for it to finish or cancel it.")
+
+
+def train(options=None, user=None, activate=None):
+    """Queue a training run; return it. ``activate``: what to do with the new version (an
+    ``AUTO_ACTIVATE`` value; default the setting). Refused while a run is queued or running.
+    When the broker cannot be reached the run is marked failed (so it blocks no later
+    request) and ``QueueUnavailable`` says why."""
+    from .tasks import train as train_task
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:  # two requests at once: the second waits, then sees the first's run
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [TRAINING_LOCK])
+        busy = training_in_progress()
+        if busy is not None:
+            raise busy_error(busy)
+        run = TrainingRun.objects.create(options=options or {}, started_by=user)
+    try:
+        result = train_task.apply_async(
+            args=[run.pk, activate or shopguide_settings.AUTO_ACTIVATE], queue=shopguide_settings.TRAINING_QUEUE,
+            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5})
+    except Exception as exc:
+        message = f"The task queue cannot be reached ({type(exc).__name__}: {exc}); try again later."
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now())
+        raise QueueUnavailable(message) from exc
+    TrainingRun.objects.filter(pk=run.pk).update(task_id=result.id)
+    run.task_id = result.id
+    return run
+
+
+def train_here(options=None, echo=None):
+    """Train in this process (``echo(stage, done, total, loss)`` shows progress); return the
+    new version, not activated. Refused while another run is queued or running."""
+    from .training import TrainingError, execute_run
+
+    busy = training_in_progress()
+    if busy is not None:
+        raise busy_error(busy)
+    run = TrainingRun.objects.create(options=options or {})
+    try:
+        return execute_run(run, echo=echo)
+    except TrainingError as exc:
+        raise OperationError(str(exc)) from exc
+
+
+def cancel(run):
+    """Cancel a queued or running training run: a queued one never starts, a running one stops
+    at its next progress report (within seconds); no version is stored. Returns whether the
+    run was still queued or running."""
+    cancelled = TrainingRun.objects.filter(
+        pk=run.pk, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+    ).update(status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by staff.")
+    run.refresh_from_db()
+    return bool(cancelled)
+
+
+def after_training(model, policy):
+    """Decide whether a new version goes live (``policy``: an ``AUTO_ACTIVATE`` value), record
+    the decision on the version and its run, and queue its activation when it does."""
+    from .training import activation_verdict
+
+    better, comparison = activation_verdict(model)
+    go = policy == "always" or (policy == "if_better" and better)
+    decision = {"always": "activated (AUTO_ACTIVATE is \"always\")", "never": "left inactive (AUTO_ACTIVATE is \"never\")"}
+    verdict = f"{comparison} {decision.get(policy) or ('Activated.' if go else 'Not activated.')}"
+    RecommenderModel.objects.filter(pk=model.pk).update(activation=verdict)
+    model.activation = verdict
+    if go:
+        activate(model)
+    return go
+
+
+def activate(model):
+    """Rescore the catalogue with ``model`` on the workers, then make it serve. The version's
+    files are checked first (``OperationError`` when they changed)."""
+    return rescore(model, activate=True)
+
+
+def roll_back():
+    """Serve the version that was active before the current one again: rescore the catalogue
+    with it, then activate it. Returns that version."""
+    previous = previous_model()
+    if previous is None:
+        raise OperationError("There is no earlier active version to roll back to.")
+    activate(previous)
+    return previous
+
+
+def checked(model):
+    """``model`` (default the active version), its files verified."""
+    model = model or active_model()
+    if model is None:
+        raise OperationError("No version is active yet: activate one first.")
+    try:
+        verify(model.folder, model.checksum)
+    except VersionFilesError as exc:
+        raise OperationError(f"Version {model.version} cannot serve: {exc}") from exc
+    return model
+
+
+def rescore(model=None, activate=False, reuse_vectors=True):
+    """Queue a rescore of the catalogue with ``model`` (default the active version) on the
+    workers; its vectors replace the serving ones (and it serves, with ``activate``) when
+    every chunk is done. Returns the Celery result."""
+    from .tasks import rescore as rescore_task
+
+    model = checked(model)
+    try:
+        return rescore_task.apply_async(args=[model.pk, activate, reuse_vectors],
+                                        queue=shopguide_settings.RESCORE_QUEUE)
+    except Exception as exc:
+        raise QueueUnavailable(f"The task queue cannot be reached ({type(exc).__name__}: {exc}); try again later.") \
+            from exc
+
+
+def rescore_here(model=None, activate=False, reuse_vectors=True, progress=None):
+    """Rescore in this process; return the finished ``Rescore``."""
+    from .rescoring import RescoreError, rescore_now
+    from .versions import ActivationError
+
+    model = checked(model)
+    try:
+        return rescore_now(model, activate=activate, progress=progress, reuse_vectors=reuse_vectors)
+    except (RescoreError, ActivationError) as exc:
+        raise OperationError(str(exc)) from exc

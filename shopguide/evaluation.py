@@ -32,7 +32,7 @@ from .importing import DatasetError, Problem, resolve_judgments
 from .ml.encoder import Encoder, default_model_path
 from .ml.lexical import Analyzer, BM25Index
 from .ml.metrics import evaluate_run
-from .ml.ranking import CatalogueIndex, VersionRanking
+from .ml.ranking import CatalogueIndex, VersionRanking, catalogue_order
 from .ml.version_files import texts_digest
 from .versions import active_model, version_ranking
 
@@ -106,7 +106,7 @@ def cached_vectors(encoder, keys, texts, progress):
 def evaluate_strategies(qrels, k=10, progress=None):
     """``{strategy: metrics + seconds}``, or ``{"skipped": reason}`` where one cannot run."""
     progress = progress or (lambda stage, done, total: None)
-    keys, texts = map(list, zip(*get_catalog_source().iter_texts())) if qrels else ([], [])
+    keys, texts = catalogue_order(dict(get_catalog_source().iter_texts()) if qrels else {})
     queries = list(qrels)
     results, rankings = {}, {}
 

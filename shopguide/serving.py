@@ -142,16 +142,15 @@ class ServingIndex:
 
     def load(self):
         self.synced_at = self.database_now()
-        rows = ProductVector.objects.filter(model=self.model).order_by("product_key")
+        rows = ProductVector.objects.filter(model=self.model).values_list(
+            "product_key", "text", *(() if self.pgvector else ("embedding",)))
+        loaded = sorted(rows, key=lambda row: row[0])  # see catalogue_order
+        keys, texts = [row[0] for row in loaded], [row[1] for row in loaded]
+        catalogue = CatalogueIndex(keys, texts)
         if self.pgvector:
-            keys, texts = zip(*rows.values_list("product_key", "text")) if rows.exists() else ((), ())
-            catalogue = CatalogueIndex(keys, texts)
             vectors = PgvectorVectors(catalogue.positions)
         else:
-            loaded = list(rows.values_list("product_key", "text", "embedding"))
-            keys, texts, vectors = zip(*loaded) if loaded else ((), (), ())
-            catalogue = CatalogueIndex(keys, texts)
-            vectors = InProcessVectors(np.stack(vectors) if vectors else np.zeros((0, DIMENSIONS)))
+            vectors = InProcessVectors(np.stack([row[2] for row in loaded]) if loaded else np.zeros((0, DIMENSIONS)))
         ranking = load_ranking(self.model.folder, catalogue, vectors, precision=shopguide_settings.PRECISION,
                                reranker_weight=self.model.reranker_weight, rerank_depth=self.model.rerank_depth)
         self.snapshot = Snapshot(ranking, set(keys))

@@ -26,7 +26,7 @@ from .encoder import Encoder, default_model_path
 from .memory import SearchMemory
 from .metrics import evaluate_run
 from .ranker import LinearRanker
-from .ranking import RERANK_DEPTH, CatalogueIndex, VersionRanking
+from .ranking import RERANK_DEPTH, CatalogueIndex, VersionRanking, catalogue_order
 from .reranker import CrossEncoder, rerank
 from .training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder, train_cross_encoder
 
@@ -115,8 +115,7 @@ class Pipeline:
         self.base_model = Path(base_model) if base_model else default_model_path()
         self.progress = progress or (lambda stage, done, total, loss=None: None)
         self.rng = random.Random(self.config.seed)
-        self.keys = list(data.texts)
-        self.texts = [data.texts[key] for key in self.keys]
+        self.keys, self.texts = catalogue_order(data.texts)
         self.seconds, self.losses = {}, {}
 
     def timed(self, stage, function, *args):

@@ -70,9 +70,18 @@ class InProcessVectors:
         return top_indices(self.vectors @ self.vectors[index], limit + 1)
 
 
+def catalogue_order(texts):
+    """``(keys, texts)`` of ``texts`` (key -> text) in the order every ranking of a catalogue
+    uses: keys sorted as strings. Equal scores are ordered by catalogue position, so training,
+    evaluation and serving must agree on the positions to rank alike."""
+    keys = sorted(texts)
+    return keys, [texts[key] for key in keys]
+
+
 class CatalogueIndex:
     """The lexical side of one catalogue: stemmed BM25, trigram BM25, feature builder and the
-    speller that corrects queries against the catalogue's words."""
+    speller that corrects queries against the catalogue's words. Build it over
+    ``catalogue_order``'s keys and texts."""
 
     def __init__(self, keys, texts):
         self.keys, self.texts = list(keys), list(texts)

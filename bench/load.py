@@ -27,7 +27,12 @@ sys.path.insert(0, str(ROOT))
 import trained_shop  # noqa: E402
 from publishing import publish  # noqa: E402
 from serving import (  # noqa: E402
-    Client, free_port, percentile, prepare_database, recommendations_path, start_server,
+    Client,
+    free_port,
+    percentile,
+    prepare_database,
+    recommendations_path,
+    start_server,
 )
 
 

@@ -103,9 +103,10 @@ def index_is_valid():
 
 def full_rescore(app, model):
     """Seconds from sending the rescore to the swap, and from the swap to a valid HNSW index."""
+    from django.db import connection
+
     from shopguide.embeddings import has_pgvector
     from shopguide.models import Rescore
-    from django.db import connection
 
     before = Rescore.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     started = time.perf_counter()
@@ -139,7 +140,7 @@ def incremental(product_model, rounds=5):
             started = time.perf_counter()
             product.title = f"{words} {original}"
             product.save()  # the receiver queues the refresh after the commit
-            wait_for(lambda: (top := recommend(words, limit=1)) and top[0].product.pk == product.pk, 60,
+            wait_for(lambda words=words: (top := recommend(words, limit=1)) and top[0].product.pk == product.pk, 60,
                      "the saved product in the recommendations")
             timings.append(time.perf_counter() - started)
     finally:

@@ -42,7 +42,6 @@ import trained_shop  # noqa: E402
 from publishing import publish  # noqa: E402
 
 
-
 def percentile(values, share):
     values = sorted(values)
     return values[min(len(values) - 1, int(share * len(values)))] if values else float("nan")

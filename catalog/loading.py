@@ -9,7 +9,7 @@ left as it was. Loading the same folder again updates rows instead of duplicatin
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -18,9 +18,18 @@ from django.utils.text import slugify
 
 from shopguide.catalog_source import get_catalog_source
 from shopguide.importing import (
-    BATCH_SIZE, DatasetError, Problem, batches, check_length, read_csv, store_events, store_judgments,
-    validate_events, validate_judgments,
+    BATCH_SIZE,
+    DatasetError,
+    Problem,
+    batches,
+    check_length,
+    read_csv,
+    store_events,
+    store_judgments,
+    validate_events,
+    validate_judgments,
 )
+
 from .models import Brand, Category, Product
 
 MAX_PRICE = Decimal("99999999.99")
@@ -128,7 +137,7 @@ def load_dataset(folder, progress=None):
     if not products_path.is_file():
         raise DatasetError([Problem(str(folder), None, "no products.csv in this folder")])
     progress = progress or (lambda stage, done, total: None)
-    loaded_at = datetime.now(timezone.utc)
+    loaded_at = datetime.now(UTC)
 
     products_table, products = validate_products(products_path)
     tables = [products_table]

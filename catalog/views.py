@@ -1,6 +1,6 @@
 from django.core.paginator import Paginator
-from django.http import JsonResponse
 from django.db.models import Count
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from shopguide.services import LAST_QUERY_SESSION_KEY, remember_search

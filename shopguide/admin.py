@@ -17,7 +17,6 @@ from .ml.version_files import VersionFilesError, verify
 from .models import Judgment, RecommenderModel, Rescore, SearchEvent, TrainingRun
 
 
-
 @admin.register(RecommenderModel)
 class RecommenderModelAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "is_active", "created_at", "products", "pairs", "ndcg_before", "ndcg_after"]

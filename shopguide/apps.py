@@ -9,8 +9,10 @@ class ShopguideConfig(AppConfig):
     def ready(self):
         from django.core.exceptions import ImproperlyConfigured
 
-        from . import checks  # noqa: F401  (registers the system checks)
-        from . import receivers
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            receivers,
+        )
 
         try:
             receivers.connect()

@@ -9,7 +9,7 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import transaction
@@ -173,7 +173,7 @@ def parse_timestamp(table, line, text):
     except ValueError:
         table.problem(line, f"{text!r} is not an ISO 8601 date and time", "timestamp")
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def validate_events(path, known_ids, loaded_at):

@@ -14,11 +14,9 @@ it again with ``CREATE INDEX CONCURRENTLY``, which blocks neither readers nor wr
 is ready, PostgreSQL answers nearest-neighbour queries by an exact scan.
 """
 
-import json
 import logging
 import time
 
-import numpy as np
 from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.utils import timezone

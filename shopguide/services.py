@@ -133,9 +133,12 @@ def cache_key(normalized):
     return f"shopguide:answer:{epoch}.{changes}:{digest}"
 
 
-def word_stems(query, analyzer=Analyzer()):
+WORDS = Analyzer()  # the analyser of the lexical side: reasons name the words it matched
+
+
+def word_stems(query):
     """``[(word as typed, its stems)]`` for each word of ``query``."""
-    return [(word, analyzer(word)) for word in query.split()]
+    return [(word, WORDS(word)) for word in query.split()]
 
 
 def matched_words(stems, terms):

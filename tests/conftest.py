@@ -32,7 +32,6 @@ def trained_slang_shop(django_db_blocker, tmp_path_factory):
     from catalog.models import Product
     from shopguide import models as sg
     from shopguide.serving import ServingIndex
-
     from tests.slang_shop import PRODUCTS, SLANG
 
     with override_settings(MEDIA_ROOT=tmp_path_factory.mktemp("media")), django_db_blocker.unblock():

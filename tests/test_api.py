@@ -1,13 +1,12 @@
 """The REST API under /api/shopguide/ and its OpenAPI schema, on real PostgreSQL."""
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.core.cache import cache
 
 from shopguide.models import RecommenderModel, SearchEvent, ServingState, TrainingRun
 from shopguide.serving import ServingIndex
-
 from tests.conftest import trained_slang_shop
 from tests.slang_shop import SLANG
 
@@ -141,7 +140,7 @@ def test_openapi_schema_and_docs_page(client, products):
 def test_credentials_with_a_nul_character_are_refused_not_a_server_error(client, products):
     import base64
 
-    token = base64.b64encode("ad\x00min:pw".encode()).decode()
+    token = base64.b64encode(b"ad\x00min:pw").decode()
     response = client.get("/api/shopguide/models/", HTTP_AUTHORIZATION=f"Basic {token}")
     assert response.status_code in (401, 403) and response.json()["error"]["code"] == "authentication_failed"
 

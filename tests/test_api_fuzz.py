@@ -13,7 +13,6 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from shopguide.serving import ServingIndex
-
 from tests.conftest import trained_slang_shop
 
 shop = pytest.fixture(scope="module")(trained_slang_shop)

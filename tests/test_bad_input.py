@@ -7,9 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shopguide.models import SearchEvent
-from shopguide.serving import ServingIndex
 from shopguide.services import MAX_LIMIT, recommend
-
+from shopguide.serving import ServingIndex
 from tests.conftest import trained_slang_shop
 
 shop = pytest.fixture(scope="module")(trained_slang_shop)

@@ -12,9 +12,8 @@ from django.test import Client
 from catalog.models import Product, SearchLog
 from config.celery import app as celery_app
 from shopguide.models import RecommenderModel, SearchEvent, TrainingRun
-from shopguide.serving import ServingIndex
 from shopguide.services import recommend, shopper_id_for
-
+from shopguide.serving import ServingIndex
 from tests.conftest import trained_slang_shop
 from tests.slang_shop import SLANG
 

@@ -7,15 +7,14 @@ from django.template import Context, Template
 from django.test import RequestFactory
 
 from catalog.models import Product
-from shopguide import serving, services
+from shopguide import services, serving
 from shopguide.embeddings import has_pgvector
 from shopguide.ml.memory import SearchMemory
 from shopguide.ml.ranking import InProcessVectors
 from shopguide.models import RecommenderModel, SearchEvent, ServingState
 from shopguide.rescoring import refresh_product
-from shopguide.serving import ServingIndex
 from shopguide.services import after_response, recommend, similar_products
-
+from shopguide.serving import ServingIndex
 from tests.conftest import trained_slang_shop
 from tests.slang_shop import SLANG
 

@@ -8,12 +8,11 @@ from django.core.management import CommandError, call_command
 
 from catalog.models import Product
 from config.celery import app as celery_app
+from shopguide import operations
 from shopguide.ml.version_files import folder_checksum
 from shopguide.models import Judgment, ProductVector, RecommenderModel, SearchEvent, TrainingRun
 from shopguide.training import TrainingError, event_judgments, execute_run, split_queries
-from shopguide import operations
 from shopguide.versions import ActivationError, activate, active_model, previous_model
-
 from tests.slang_shop import PRODUCTS, SLANG
 
 
@@ -86,13 +85,6 @@ def two_versions(shop):
         checksum=folder_checksum(folder),
     )
     return first, second
-
-
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 def test_rolling_back_rescores_with_the_previous_version_then_serves_it(two_versions, eager_celery):

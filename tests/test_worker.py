@@ -15,10 +15,10 @@ from django.urls import reverse
 
 from catalog.models import Product
 from config.celery import app as celery_app
-from shopguide.models import Judgment, PendingVector, ProductVector, RecommenderModel, TrainingRun
-from shopguide.serving import ServingIndex
-from shopguide.services import recommend
 from shopguide import operations
+from shopguide.models import Judgment, PendingVector, ProductVector, RecommenderModel, TrainingRun
+from shopguide.services import recommend
+from shopguide.serving import ServingIndex
 from shopguide.versions import active_model
 from tests.slang_shop import PRODUCTS, SLANG
 

@@ -30,6 +30,7 @@ from .ranking import RERANK_DEPTH, CatalogueIndex, VersionRanking, catalogue_ord
 from .reranker import CrossEncoder, rerank
 from .training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder, train_cross_encoder
 
+
 @dataclass
 class RecommenderData:
     """Everything training needs: product texts and graded judgments by normalised query."""

@@ -1,4 +1,3 @@
-import numpy as np
 
 from shopguide.ml.lexical import Analyzer, BM25Index
 

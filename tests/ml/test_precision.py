@@ -6,7 +6,6 @@ import pytest
 from shopguide.ml import precision
 from shopguide.ml.encoder import Encoder
 from shopguide.ml.reranker import CrossEncoder
-
 from tests.slang_shop import PRODUCTS
 
 

@@ -10,9 +10,8 @@ from shopguide.ml.memory import SearchMemory
 from shopguide.ml.metrics import evaluate_run
 from shopguide.ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data
 from shopguide.ml.ranking import CatalogueIndex, VersionRanking
-from shopguide.ml.version_files import MEMORY_FILE
 from shopguide.ml.training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder
-
+from shopguide.ml.version_files import MEMORY_FILE
 from tests.slang_shop import PRODUCTS, SLANG
 
 

@@ -11,7 +11,7 @@ PORT ?= 8000
 TEST_DATABASES ?= embedded
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean chromium
+.PHONY: demo test lint install clean chromium
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ test: $(STAMP) chromium
 	    DATABASE_URL="$$db" $(PY) -m pytest $(PYTEST_ARGS); \
 	  fi; \
 	done
+
+# Lint and format check (ruff.toml); `ruff format .` fixes the format.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) var

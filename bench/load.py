@@ -81,8 +81,10 @@ def main():
     try:
         Client(port).get(recommendations_path("warm up"))
         deadline = time.perf_counter() + args.seconds
-        threads = [threading.Thread(target=shopper, args=(port, queries, deadline, run_id, out, lock))
-                   for _ in range(args.clients)]
+        threads = [
+            threading.Thread(target=shopper, args=(port, queries, deadline, run_id, out, lock))
+            for _ in range(args.clients)
+        ]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -94,30 +96,39 @@ def main():
         server.wait(timeout=30)
     stored = SearchEvent.objects.filter(session=run_id).count()
     results = {
-        "clients": args.clients, "seconds": round(elapsed, 1), "searches": len(out["search"]),
-        "event_posts": len(out["events"]), "errors": out["errors"], "events_sent": out["sent"],
-        "events_acknowledged": out["acknowledged"], "events_stored": stored,
-        "search_p50_ms": round(percentile(out["search"], 0.5), 1), "search_p99_ms": round(percentile(out["search"], 0.99), 1),
-        "events_p50_ms": round(percentile(out["events"], 0.5), 1), "events_p99_ms": round(percentile(out["events"], 0.99), 1),
+        "clients": args.clients,
+        "seconds": round(elapsed, 1),
+        "searches": len(out["search"]),
+        "event_posts": len(out["events"]),
+        "errors": out["errors"],
+        "events_sent": out["sent"],
+        "events_acknowledged": out["acknowledged"],
+        "events_stored": stored,
+        "search_p50_ms": round(percentile(out["search"], 0.5), 1),
+        "search_p99_ms": round(percentile(out["search"], 0.99), 1),
+        "events_p50_ms": round(percentile(out["events"], 0.5), 1),
+        "events_p99_ms": round(percentile(out["events"], 0.99), 1),
         "requests_per_s": round((len(out["search"]) + len(out["events"]) + out["errors"]) / elapsed, 1),
     }
     publish("load", results, table(results))
 
 
 def table(r):
-    return "\n".join([
-        f"{r['clients']} concurrent shoppers for {r['seconds']:.0f} s against one gunicorn worker (8 threads), "
-        "Home Depot catalogue, trained version serving.",
-        "",
-        "| measure | result |",
-        "|---|---|",
-        f"| requests (searches + event posts), errors | {r['searches']} + {r['event_posts']}, {r['errors']} errors |",
-        f"| requests/s | {r['requests_per_s']} |",
-        f"| recommendations p50 / p99 | {r['search_p50_ms']} / {r['search_p99_ms']} ms |",
-        f"| event posts p50 / p99 | {r['events_p50_ms']} / {r['events_p99_ms']} ms |",
-        f"| events sent / acknowledged / stored in PostgreSQL | {r['events_sent']} / {r['events_acknowledged']} / "
-        f"{r['events_stored']} |",
-    ])
+    return "\n".join(
+        [
+            f"{r['clients']} concurrent shoppers for {r['seconds']:.0f} s against one gunicorn worker (8 threads), "
+            "Home Depot catalogue, trained version serving.",
+            "",
+            "| measure | result |",
+            "|---|---|",
+            f"| requests (searches + event posts), errors | {r['searches']} + {r['event_posts']}, {r['errors']} errors |",
+            f"| requests/s | {r['requests_per_s']} |",
+            f"| recommendations p50 / p99 | {r['search_p50_ms']} / {r['search_p99_ms']} ms |",
+            f"| event posts p50 / p99 | {r['events_p50_ms']} / {r['events_p99_ms']} ms |",
+            f"| events sent / acknowledged / stored in PostgreSQL | {r['events_sent']} / {r['events_acknowledged']} / "
+            f"{r['events_stored']} |",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,12 @@ def database_url(name):
 
     config = parse_database_url(os.environ.get("DATABASE_URL") or embedded.postgres_url())
     admin = psycopg.connect(
-        dbname="postgres", user=config["USER"] or "postgres", password=config["PASSWORD"],
-        host=config["HOST"], port=config["PORT"] or None, autocommit=True,
+        dbname="postgres",
+        user=config["USER"] or "postgres",
+        password=config["PASSWORD"],
+        host=config["HOST"],
+        port=config["PORT"] or None,
+        autocommit=True,
     )
     with admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -58,8 +62,9 @@ def database_url(name):
 def manage(env, *args, capture=False):
     command = [sys.executable, "manage.py", *args]
     print("$", " ".join(command[1:]), flush=True)
-    result = subprocess.run(command, cwd=ROOT, env=env, check=True, text=True,
-                            stdout=subprocess.PIPE if capture else None)
+    result = subprocess.run(
+        command, cwd=ROOT, env=env, check=True, text=True, stdout=subprocess.PIPE if capture else None
+    )
     return result.stdout
 
 
@@ -76,8 +81,12 @@ def manage_peak_gb(env, *args):
 
 
 def bench_dataset(name, folder, train_args):
-    env = dict(os.environ, DATABASE_URL=database_url(f"shopguide_bench_{name}"),
-               MEDIA_ROOT=str(ROOT / "var" / "bench" / name), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(f"shopguide_bench_{name}"),
+        MEDIA_ROOT=str(ROOT / "var" / "bench" / name),
+        PYTHONUNBUFFERED="1",
+    )
     env.setdefault("TORCH_THREADS", "2")
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "createcachetable")
@@ -85,10 +94,24 @@ def bench_dataset(name, folder, train_args):
     started = time.monotonic()
     peak_gb = manage_peak_gb(env, "shopguide_train", "--sync", "--activate", *train_args)
     training_seconds = time.monotonic() - started
-    results = json.loads(manage(env, "shopguide_evaluate", "--judgments", str(folder / "judgments.csv"),
-                                "--split", HELDOUT_SPLIT[name], "--json", capture=True))
-    return {"split": HELDOUT_SPLIT[name], "training_seconds": round(training_seconds),
-            "training_peak_gb": round(peak_gb, 2), "strategies": results}
+    results = json.loads(
+        manage(
+            env,
+            "shopguide_evaluate",
+            "--judgments",
+            str(folder / "judgments.csv"),
+            "--split",
+            HELDOUT_SPLIT[name],
+            "--json",
+            capture=True,
+        )
+    )
+    return {
+        "split": HELDOUT_SPLIT[name],
+        "training_seconds": round(training_seconds),
+        "training_peak_gb": round(peak_gb, 2),
+        "strategies": results,
+    }
 
 
 def table(name, outcome):
@@ -97,7 +120,8 @@ def table(name, outcome):
     lines = [
         f"**{name}** (`{outcome['split']}` split, {strategies['bm25']['queries']} queries, whole catalogue; "
         f"training took {outcome['training_seconds'] / 60:.1f} min"
-        + (f", peak memory {outcome['training_peak_gb']:.1f} GB" if "training_peak_gb" in outcome else "") + ")",
+        + (f", peak memory {outcome['training_peak_gb']:.1f} GB" if "training_peak_gb" in outcome else "")
+        + ")",
         "",
         "| strategy | nDCG@10 | vs BM25 | condensed nDCG@10 | Recall@100 | MRR |",
         "|---|---|---|---|---|---|",
@@ -112,8 +136,6 @@ def table(name, outcome):
             f"{metrics['condensed_ndcg@10']:.3f} | {metrics['recall@100']:.3f} | {metrics['mrr']:.3f} |"
         )
     return "\n".join(lines)
-
-
 
 
 def main():

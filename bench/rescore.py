@@ -48,11 +48,33 @@ class Workers:
         for number in range(count):
             log = tempfile.NamedTemporaryFile("w+", prefix=f"rescore-worker{number}-", suffix=".log", delete=False)
             self.logs.append(Path(log.name))
-            self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "1",
-                 "--prefetch-multiplier", "1", "--hostname", f"bench{number}@%h", "--queues", QUEUE],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            ))
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        "--loglevel",
+                        "INFO",
+                        "--concurrency",
+                        "1",
+                        "--prefetch-multiplier",
+                        "1",
+                        "--hostname",
+                        f"bench{number}@%h",
+                        "--queues",
+                        QUEUE,
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         deadline = time.monotonic() + 120
         while not all("ready." in log.read_text() for log in self.logs):
             if time.monotonic() > deadline:
@@ -95,8 +117,10 @@ def index_is_valid():
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                       "WHERE c.relname = 'shopguide_productvector_hnsw'")
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = 'shopguide_productvector_hnsw'"
+        )
         row = cursor.fetchone()
     return bool(row and row[0])
 
@@ -112,8 +136,9 @@ def full_rescore(app, model):
     started = time.perf_counter()
     app.send_task("shopguide.rescore", args=[model.pk, False, False], queue=QUEUE)
     job = wait_for(lambda: Rescore.objects.filter(pk__gt=before).first(), 60, "the rescore to start")
-    job = wait_for(lambda: Rescore.objects.filter(pk=job.pk).exclude(status="running").first(), 3 * 3600,
-                   f"rescore #{job.pk}")
+    job = wait_for(
+        lambda: Rescore.objects.filter(pk=job.pk).exclude(status="running").first(), 3 * 3600, f"rescore #{job.pk}"
+    )
     swapped = time.perf_counter() - started
     if job.status != "succeeded":
         raise SystemExit(f"Rescore #{job.pk} {job.status}: {job.error}")
@@ -121,9 +146,12 @@ def full_rescore(app, model):
     if has_pgvector(connection):
         wait_for(index_is_valid, 3600, "the HNSW index")
         index_seconds = time.perf_counter() - started - swapped
-    return {"products": job.products, "seconds": round(swapped, 1),
-            "products_per_s": round(job.products / swapped, 1),
-            "index_seconds": round(index_seconds, 1) if index_seconds is not None else None}
+    return {
+        "products": job.products,
+        "seconds": round(swapped, 1),
+        "products_per_s": round(job.products / swapped, 1),
+        "index_seconds": round(index_seconds, 1) if index_seconds is not None else None,
+    }
 
 
 def incremental(product_model, rounds=5):
@@ -140,8 +168,11 @@ def incremental(product_model, rounds=5):
             started = time.perf_counter()
             product.title = f"{words} {original}"
             product.save()  # the receiver queues the refresh after the commit
-            wait_for(lambda words=words: (top := recommend(words, limit=1)) and top[0].product.pk == product.pk, 60,
-                     "the saved product in the recommendations")
+            wait_for(
+                lambda words=words: (top := recommend(words, limit=1)) and top[0].product.pk == product.pk,
+                60,
+                "the saved product in the recommendations",
+            )
             timings.append(time.perf_counter() - started)
     finally:
         product.title = original
@@ -153,8 +184,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     trained_shop.add_arguments(parser)
     parser.add_argument("--raw-sample", type=int, default=6000, help="products encoded for the raw throughput")
-    parser.add_argument("--incremental-only", action="store_true",
-                        help="measure only the incremental refresh; keep the other figures of the last run")
+    parser.add_argument(
+        "--incremental-only",
+        action="store_true",
+        help="measure only the incremental refresh; keep the other figures of the last run",
+    )
     args = parser.parse_args()
     trained_shop.setup_django(args)
     from config.celery import app
@@ -207,23 +241,23 @@ def main():
 def table(r):
     one, two, raw = r["one_worker"], r["two_workers"], r["raw_products_per_s"]
     index = "no pgvector" if one["index_seconds"] is None else f"{one['index_seconds']} s / {two['index_seconds']} s"
-    return "\n".join([
-        f"Home Depot catalogue ({r['catalogue']:,} available products), version {r['model_version']}, "
-        "every product encoded again, one torch thread per process.",
-        "",
-        "| measure | result |",
-        "|---|---|",
-        f"| raw encoder, in one process | {raw} products/s |",
-        f"| pipeline, one worker: task sent to vectors swapped | {one['seconds']} s, {one['products_per_s']} products/s "
-        f"= {one['products_per_s'] / raw:.0%} of raw |",
-        f"| pipeline, two workers | {two['seconds']} s, {two['products_per_s']} products/s "
-        f"= {one['seconds'] / two['seconds']:.2f}x faster than one |",
-        f"| HNSW index rebuilt after the swap (concurrently; exact search meanwhile) | "
-        f"{index} |",
-        f"| a saved product visible in recommend() (5 saves) | median {statistics.median(r['incremental_seconds'])} s, "
-        f"max {max(r['incremental_seconds'])} s |",
-    ])
-
+    return "\n".join(
+        [
+            f"Home Depot catalogue ({r['catalogue']:,} available products), version {r['model_version']}, "
+            "every product encoded again, one torch thread per process.",
+            "",
+            "| measure | result |",
+            "|---|---|",
+            f"| raw encoder, in one process | {raw} products/s |",
+            f"| pipeline, one worker: task sent to vectors swapped | {one['seconds']} s, {one['products_per_s']} products/s "
+            f"= {one['products_per_s'] / raw:.0%} of raw |",
+            f"| pipeline, two workers | {two['seconds']} s, {two['products_per_s']} products/s "
+            f"= {one['seconds'] / two['seconds']:.2f}x faster than one |",
+            f"| HNSW index rebuilt after the swap (concurrently; exact search meanwhile) | {index} |",
+            f"| a saved product visible in recommend() (5 saves) | median {statistics.median(r['incremental_seconds'])} s, "
+            f"max {max(r['incremental_seconds'])} s |",
+        ]
+    )
 
 
 if __name__ == "__main__":

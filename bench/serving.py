@@ -113,16 +113,22 @@ def load(port, clients, seconds, next_path):
     elapsed = time.perf_counter() - started
     latencies = [ms for status, ms in results if status == 200]
     return {
-        "requests": len(results), "errors": sum(status != 200 for status, _ in results),
+        "requests": len(results),
+        "errors": sum(status != 200 for status, _ in results),
         "requests_per_s": round(len(results) / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.5), 1), "p99_ms": round(percentile(latencies, 0.99), 1),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
     }
 
 
 def summary(timings):
     latencies = [ms for status, _, ms in timings if status == 200]
-    return {"requests": len(timings), "errors": sum(status != 200 for status, _, _ in timings),
-            "p50_ms": round(percentile(latencies, 0.5), 1), "p99_ms": round(percentile(latencies, 0.99), 1)}
+    return {
+        "requests": len(timings),
+        "errors": sum(status != 200 for status, _, _ in timings),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+    }
 
 
 def cycler(items):
@@ -144,8 +150,12 @@ def prepare_database(env):
 
 def start_server(env, port):
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.conf.py")]
-    server = subprocess.Popen(command, cwd=ROOT, env=dict(env, BIND=f"127.0.0.1:{port}", WEB_WORKERS="1", WEB_THREADS="8"),
-                              start_new_session=True)
+    server = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=dict(env, BIND=f"127.0.0.1:{port}", WEB_WORKERS="1", WEB_THREADS="8"),
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status, _, _ = Client(port).get("/healthz/")
@@ -199,8 +209,9 @@ def django_default_empty(queries):
 
     from catalog.models import SEARCH_CONFIG, Product
 
-    return sum(not Product.objects.filter(search_vector=SearchQuery(query, config=SEARCH_CONFIG)).exists()
-               for query in queries)
+    return sum(
+        not Product.objects.filter(search_vector=SearchQuery(query, config=SEARCH_CONFIG)).exists() for query in queries
+    )
 
 
 def reranker_ms(queries):
@@ -256,8 +267,9 @@ def main():
         results["first_request_ms"] = round(ms)  # loads the version and builds the lexical index
         print(f"server up; first request {ms:.0f} ms", flush=True)
 
-        print(f"floor in this process and uncached requests, one client, in turns, {len(dev)} dev queries ...",
-              flush=True)
+        print(
+            f"floor in this process and uncached requests, one client, in turns, {len(dev)} dev queries ...", flush=True
+        )
         floors, uncached = floor_and_uncached(port, dev)
         results["floor_p50_ms"] = round(statistics.median(floors), 1)
         results["uncached_one_client"] = summary(uncached)
@@ -265,7 +277,8 @@ def main():
         results["dev_queries_without_recommendation"] = empty
         fts = sequential(port, [search_path(query) for query in dev])
         results["fts_dev_queries_without_results"] = sum(
-            1 for status, body, _ in fts if status == 200 and not json.loads(body)["results"])
+            1 for status, body, _ in fts if status == 200 and not json.loads(body)["results"]
+        )
         results["django_default_fts_without_results"] = django_default_empty(dev)
 
         print("cached, one client ...", flush=True)
@@ -277,8 +290,9 @@ def main():
         results["trivial_clients"] = load(port, args.clients, short, lambda: "/healthz/")
 
         print(f"uncached, {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
-        results["uncached_clients"] = load(port, args.clients, args.seconds,
-                                           cycler([recommendations_path(q) for q in unseen]))
+        results["uncached_clients"] = load(
+            port, args.clients, args.seconds, cycler([recommendations_path(q) for q in unseen])
+        )
         print(f"plain full-text search, {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
         results["fts_clients"] = load(port, args.clients, args.seconds, cycler([search_path(q) for q in unseen]))
         results["worker_rss_mb"] = worker_rss_mb(server)
@@ -295,32 +309,36 @@ def table(r):
     floor, uncached, cached = r["floor_p50_ms"], r["uncached_one_client"], r["cached_one_client"]
     ratio = r["cached_clients"]["requests_per_s"] / r["trivial_clients"]["requests_per_s"]
     load, fts = r["uncached_clients"], r["fts_clients"]
-    reranker = f"{r['reranker_p50_ms']} ms p50 over its top candidates" if r["reranker_p50_ms"] else \
-        "not used: the trained version has no reranker (training found it did not help)"
-    return "\n".join([
-        f"Home Depot catalogue (54,667 products), one gunicorn worker (8 threads), vectors: {r['vector_path']}; "
-        f"{r['queries']['dev']} held-out queries, {r['queries']['load']} other queries for the load runs.",
-        "",
-        "| measure | result |",
-        "|---|---|",
-        f"| floor: encode the query + vector search, in process (p50) | {floor} ms |",
-        f"| uncached, one client (p50 / p99) | {uncached['p50_ms']} / {uncached['p99_ms']} ms "
-        f"({uncached['p50_ms'] / floor:.2f}x the floor) |",
-        f"| cached, one client (p50 / p99) | {cached['p50_ms']} / {cached['p99_ms']} ms |",
-        f"| cached, {r['clients']} clients: requests/s vs a trivial JSON view | "
-        f"{r['cached_clients']['requests_per_s']} vs {r['trivial_clients']['requests_per_s']} ({ratio:.0%}) |",
-        f"| uncached, {r['clients']} clients, {r['seconds']:.0f} s: requests, errors, p50 / p99, requests/s | "
-        f"{load['requests']}, {load['errors']}, {load['p50_ms']} / {load['p99_ms']} ms, {load['requests_per_s']} |",
-        f"| plain PostgreSQL full-text search endpoint, same load | "
-        f"{fts['requests']}, {fts['errors']}, {fts['p50_ms']} / {fts['p99_ms']} ms, {fts['requests_per_s']} |",
-        f"| held-out queries with no recommendation | {r['dev_queries_without_recommendation']} of "
-        f"{r['queries']['dev']} (Django's default full-text search: {r['django_default_fts_without_results']} "
-        f"with no result; the demo's any-word fallback: {r['fts_dev_queries_without_results']}) |",
-        f"| web worker resident memory, model loaded | {r['worker_rss_mb']} MB |",
-        f"| first request of a fresh worker (loads the version) | {r['first_request_ms']} ms |",
-        f"| reranker | {reranker} |",
-    ])
-
+    reranker = (
+        f"{r['reranker_p50_ms']} ms p50 over its top candidates"
+        if r["reranker_p50_ms"]
+        else "not used: the trained version has no reranker (training found it did not help)"
+    )
+    return "\n".join(
+        [
+            f"Home Depot catalogue (54,667 products), one gunicorn worker (8 threads), vectors: {r['vector_path']}; "
+            f"{r['queries']['dev']} held-out queries, {r['queries']['load']} other queries for the load runs.",
+            "",
+            "| measure | result |",
+            "|---|---|",
+            f"| floor: encode the query + vector search, in process (p50) | {floor} ms |",
+            f"| uncached, one client (p50 / p99) | {uncached['p50_ms']} / {uncached['p99_ms']} ms "
+            f"({uncached['p50_ms'] / floor:.2f}x the floor) |",
+            f"| cached, one client (p50 / p99) | {cached['p50_ms']} / {cached['p99_ms']} ms |",
+            f"| cached, {r['clients']} clients: requests/s vs a trivial JSON view | "
+            f"{r['cached_clients']['requests_per_s']} vs {r['trivial_clients']['requests_per_s']} ({ratio:.0%}) |",
+            f"| uncached, {r['clients']} clients, {r['seconds']:.0f} s: requests, errors, p50 / p99, requests/s | "
+            f"{load['requests']}, {load['errors']}, {load['p50_ms']} / {load['p99_ms']} ms, {load['requests_per_s']} |",
+            f"| plain PostgreSQL full-text search endpoint, same load | "
+            f"{fts['requests']}, {fts['errors']}, {fts['p50_ms']} / {fts['p99_ms']} ms, {fts['requests_per_s']} |",
+            f"| held-out queries with no recommendation | {r['dev_queries_without_recommendation']} of "
+            f"{r['queries']['dev']} (Django's default full-text search: {r['django_default_fts_without_results']} "
+            f"with no result; the demo's any-word fallback: {r['fts_dev_queries_without_results']}) |",
+            f"| web worker resident memory, model loaded | {r['worker_rss_mb']} MB |",
+            f"| first request of a fresh worker (loads the version) | {r['first_request_ms']} ms |",
+            f"| reranker | {reranker} |",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,18 @@ def add_arguments(parser, dataset="homedepot"):
 def setup_django(args, **settings):
     """Settings for this process and the servers and workers it starts (returned as their
     environment): the trained shop, one torch thread, production-like Django."""
-    env = dict(os.environ, DATABASE_URL=args.database_url or database_url("shopguide_bench_homedepot"),
-               MEDIA_ROOT=args.media_root, TORCH_THREADS="1", DEBUG="0", SECRET_KEY="benchmark",
-               ALLOWED_HOSTS="127.0.0.1", PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="config.settings",
-               **settings)
+    env = dict(
+        os.environ,
+        DATABASE_URL=args.database_url or database_url("shopguide_bench_homedepot"),
+        MEDIA_ROOT=args.media_root,
+        TORCH_THREADS="1",
+        DEBUG="0",
+        SECRET_KEY="benchmark",
+        ALLOWED_HOSTS="127.0.0.1",
+        PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        **settings,
+    )
     os.environ.update(env)
     import django
     import torch

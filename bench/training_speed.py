@@ -85,25 +85,31 @@ def main():
     print(f"encoding {args.titles} titles each way ...", flush=True)
     (exact_speed, fast_speed), cosine = encoding(titles, args.titles)
     results = {
-        "retriever_step_seconds": {"padded_together": round(plain, 2), "two_length_groups": round(grouped, 2),
-                                   "two_length_groups_bfloat16": round(fast, 2)},
+        "retriever_step_seconds": {
+            "padded_together": round(plain, 2),
+            "two_length_groups": round(grouped, 2),
+            "two_length_groups_bfloat16": round(fast, 2),
+        },
         "titles_per_second": {"float32": round(exact_speed), "bfloat16": round(fast_speed)},
         "smallest_cosine_float32_bfloat16": round(cosine, 5),
-        "steps": args.steps, "titles": args.titles,
+        "steps": args.steps,
+        "titles": args.titles,
     }
-    markdown = "\n".join([
-        f"Home Depot titles, 2 torch threads; {args.steps} retriever steps each way (batch 64 + 64 hard negatives), "
-        f"{args.titles:,} titles encoded each way.",
-        "",
-        "| step | before | now | speed-up |",
-        "|---|---|---|---|",
-        f"| retriever training step: product texts padded together / in two length groups | {plain:.2f} s | "
-        f"{grouped:.2f} s | {plain / grouped:.2f}x |",
-        f"| retriever training step (two groups): float32 / bfloat16 matrix products | {grouped:.2f} s | "
-        f"{fast:.2f} s | {grouped / fast:.2f}x |",
-        f"| encoding titles: float32 / bfloat16 (smallest cosine between the two vectors {cosine:.5f}) | "
-        f"{exact_speed:.0f}/s | {fast_speed:.0f}/s | {fast_speed / exact_speed:.2f}x |",
-    ])
+    markdown = "\n".join(
+        [
+            f"Home Depot titles, 2 torch threads; {args.steps} retriever steps each way (batch 64 + 64 hard negatives), "
+            f"{args.titles:,} titles encoded each way.",
+            "",
+            "| step | before | now | speed-up |",
+            "|---|---|---|---|",
+            f"| retriever training step: product texts padded together / in two length groups | {plain:.2f} s | "
+            f"{grouped:.2f} s | {plain / grouped:.2f}x |",
+            f"| retriever training step (two groups): float32 / bfloat16 matrix products | {grouped:.2f} s | "
+            f"{fast:.2f} s | {grouped / fast:.2f}x |",
+            f"| encoding titles: float32 / bfloat16 (smallest cosine between the two vectors {cosine:.5f}) | "
+            f"{exact_speed:.0f}/s | {fast_speed:.0f}/s | {fast_speed / exact_speed:.2f}x |",
+        ]
+    )
     publish("training_speed", results, markdown)
 
 

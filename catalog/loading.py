@@ -83,13 +83,15 @@ def validate_products(path):
         first_line[product_id] = line
         if not title:
             table.problem(line, "empty", "title")
-        ok = all([
-            check_length(table, line, "product_id", product_id, 64),
-            check_length(table, line, "title", title, 500),
-            check_length(table, line, "category", row.get("category", ""), 200),
-            check_length(table, line, "brand", row.get("brand", ""), 200),
-            check_length(table, line, "description", row.get("description", ""), 100_000),
-        ])
+        ok = all(
+            [
+                check_length(table, line, "product_id", product_id, 64),
+                check_length(table, line, "title", title, 500),
+                check_length(table, line, "category", row.get("category", ""), 200),
+                check_length(table, line, "brand", row.get("brand", ""), 200),
+                check_length(table, line, "description", row.get("description", ""), 100_000),
+            ]
+        )
         price = parse_price(table, line, row.get("price", ""))
         if ok and title:
             products[product_id] = {
@@ -163,14 +165,20 @@ def load_dataset(folder, progress=None):
         report.products_created = len(products) - len(existing)
         rows = [
             Product(
-                external_id=product_id, title=row["title"], description=row["description"],
-                category_id=categories.get(row["category"]), brand_id=brands.get(row["brand"]), price=row["price"],
+                external_id=product_id,
+                title=row["title"],
+                description=row["description"],
+                category_id=categories.get(row["category"]),
+                brand_id=brands.get(row["brand"]),
+                price=row["price"],
             )
             for product_id, row in products.items()
         ]
         for done, batch in enumerate(batches(rows), start=1):
             Product.objects.bulk_create(
-                batch, update_conflicts=True, unique_fields=["external_id"],
+                batch,
+                update_conflicts=True,
+                unique_fields=["external_id"],
                 update_fields=["title", "description", "category", "brand", "price", "updated_at"],
             )
             progress("products", min(done * BATCH_SIZE, len(rows)), len(rows))

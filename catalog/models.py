@@ -34,9 +34,7 @@ class Brand(models.Model):
 
 
 class Product(models.Model):
-    external_id = models.CharField(
-        max_length=64, unique=True, help_text="The product's id in the shop's own systems."
-    )
+    external_id = models.CharField(max_length=64, unique=True, help_text="The product's id in the shop's own systems.")
     title = models.CharField(max_length=500)
     description = models.TextField(blank=True)
     category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")

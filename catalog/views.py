@@ -36,9 +36,15 @@ def search(request):
                 query=query, session_key=request.session.session_key, result_count=page.paginator.count
             )
         remember_search(request, query)
-    return render(request, "catalog/search.html", {
-        "query": query, "page": page, "all_words_matched": all_words_matched,
-    })
+    return render(
+        request,
+        "catalog/search.html",
+        {
+            "query": query,
+            "page": page,
+            "all_words_matched": all_words_matched,
+        },
+    )
 
 
 def category(request, slug):

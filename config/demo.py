@@ -79,15 +79,35 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     processes = []
     try:
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-             "--concurrency", "1", "--queues", "celery,shopguide_training,shopguide_rescore"],
-            cwd=ROOT, env=env, start_new_session=True,
-        ))
-        processes.append(subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"],
-            cwd=ROOT, env=env, start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    "1",
+                    "--queues",
+                    "celery,shopguide_training,shopguide_rescore",
+                ],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+            )
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+            )
+        )
         # A fresh demo learns from its catalogue right away: the admin shows the run's progress.
         manage("shopguide_train", "--unless-trained", env=env)
         print(

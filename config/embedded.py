@@ -26,9 +26,7 @@ def postgres_url():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(VAR_DIR / "pgdata", cleanup_mode="stop")
         with psycopg.connect(server.get_uri(), autocommit=True) as connection:
-            exists = connection.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
-            ).fetchone()
+            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
             if not exists:
                 connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
         _servers["postgres"] = server

@@ -130,7 +130,9 @@ SHOPGUIDE = {
     "EXTERNAL_ID_FIELD": "external_id",
     "TORCH_THREADS": int(os.environ["TORCH_THREADS"]) if os.environ.get("TORCH_THREADS") else None,
     # "none" lifts the per-client limit on posted events (load tests from one address).
-    "EVENTS_RATE": None if os.environ.get("EVENTS_RATE", "").lower() == "none" else os.environ.get("EVENTS_RATE", "120/min"),
+    "EVENTS_RATE": None
+    if os.environ.get("EVENTS_RATE", "").lower() == "none"
+    else os.environ.get("EVENTS_RATE", "120/min"),
 }
 
 LOGGING = {

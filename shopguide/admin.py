@@ -24,8 +24,22 @@ class RecommenderModelAdmin(admin.ModelAdmin):
     actions = ["activate_versions", "roll_back", "rescore_catalogue"]
     change_list_template = "admin/shopguide/recommendermodel/change_list.html"
     readonly_fields = [
-        "version", "status", "is_active", "activated_at", "activation", "created_at", "base_model", "artifact_path",
-        "checksum", "files", "reranker_weight", "data_counts", "hyperparameters", "metrics_before", "metrics_after", "charts",
+        "version",
+        "status",
+        "is_active",
+        "activated_at",
+        "activation",
+        "created_at",
+        "base_model",
+        "artifact_path",
+        "checksum",
+        "files",
+        "reranker_weight",
+        "data_counts",
+        "hyperparameters",
+        "metrics_before",
+        "metrics_after",
+        "charts",
     ]
     exclude = ["heldout_queries", "loss_curve"]
 
@@ -71,8 +85,9 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         return mark_safe(
             "<div class='shopguide-charts'>"
             + "".join(line_chart(values, title=f"{name} loss") for name, values in curves.items())
-            + bar_chart({label: value for label, value in bars.items() if value is not None},
-                        title="held-out nDCG@10 (hybrid)")
+            + bar_chart(
+                {label: value for label, value in bars.items() if value is not None}, title="held-out nDCG@10 (hybrid)"
+            )
             + "</div>"
         )
 
@@ -114,14 +129,19 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
             return
         model = queryset.get()
-        self.run_action(request, lambda: operations.activate(model),
-                        lambda _: f"Version {model.version} is being rescored; it serves as soon as its vectors are in.")
+        self.run_action(
+            request,
+            lambda: operations.activate(model),
+            lambda _: f"Version {model.version} is being rescored; it serves as soon as its vectors are in.",
+        )
 
     @admin.action(description="Roll back to the previous version", permissions=["change"])
     def roll_back(self, request, queryset):
-        self.run_action(request, operations.roll_back,
-                        lambda previous: f"Rolling back to version {previous.version}: it serves as soon as its "
-                                         "vectors are in.")
+        self.run_action(
+            request,
+            operations.roll_back,
+            lambda previous: f"Rolling back to version {previous.version}: it serves as soon as its vectors are in.",
+        )
 
     @admin.action(description="Rescore the catalogue with the active version", permissions=["change"])
     def rescore_catalogue(self, request, queryset):
@@ -133,8 +153,22 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "stage", "progress_bar", "started_by", "created_at", "finished_at"]
     list_filter = ["status"]
     readonly_fields = [
-        "status", "stage", "progress_bar", "options", "error", "model", "activation", "task_id", "worker", "started_by",
-        "created_at", "started_at", "heartbeat_at", "finished_at", "metrics", "loss_chart",
+        "status",
+        "stage",
+        "progress_bar",
+        "options",
+        "error",
+        "model",
+        "activation",
+        "task_id",
+        "worker",
+        "started_by",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "metrics",
+        "loss_chart",
     ]
     exclude = ["loss_curve", "progress"]
     actions = ["cancel_runs"]
@@ -151,9 +185,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel the selected queued or running runs", permissions=["cancel"])
     def cancel_runs(self, request, queryset):
         cancelled = [run.pk for run in queryset if operations.cancel(run)]
-        self.message_user(request, f"Cancelled run(s) {', '.join(f'#{pk}' for pk in cancelled)}." if cancelled
-                          else "None of the selected runs was queued or running.",
-                          messages.SUCCESS if cancelled else messages.WARNING)
+        self.message_user(
+            request,
+            f"Cancelled run(s) {', '.join(f'#{pk}' for pk in cancelled)}."
+            if cancelled
+            else "None of the selected runs was queued or running.",
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
 
     @admin.display(description="activation")
     def activation(self, obj):
@@ -162,13 +200,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_bar(self, obj):
-        outcome = {"failed": f" (failed: {obj.error})",
-                   "succeeded": f" (version {obj.model.version})" if obj.model else ""}.get(obj.status, "")
+        outcome = {
+            "failed": f" (failed: {obj.error})",
+            "succeeded": f" (version {obj.model.version})" if obj.model else "",
+        }.get(obj.status, "")
         return format_html(
             '<div class="shopguide-progress" data-url="{}" data-status="{}">'
             '<progress max="100" value="{}"></progress> <span>{}% {}{}</span></div>',
-            reverse("admin:shopguide_trainingrun_progress", args=[obj.pk]), obj.status,
-            obj.progress, f"{obj.progress:.0f}", obj.stage, outcome,
+            reverse("admin:shopguide_trainingrun_progress", args=[obj.pk]),
+            obj.status,
+            obj.progress,
+            f"{obj.progress:.0f}",
+            obj.stage,
+            outcome,
         )
 
     @admin.display(description="loss")
@@ -178,18 +222,26 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("<int:pk>/progress/", self.admin_site.admin_view(self.progress_view),
-                 name="shopguide_trainingrun_progress"),
+            path(
+                "<int:pk>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="shopguide_trainingrun_progress",
+            ),
         ] + super().get_urls()
 
     def progress_view(self, request, pk):
         if not self.has_view_permission(request):
             return JsonResponse({"error": "forbidden"}, status=403)
         run = get_object_or_404(TrainingRun, pk=pk)
-        return JsonResponse({
-            "status": run.status, "stage": run.stage, "progress": run.progress, "error": run.error,
-            "version": run.model.version if run.model else None,
-        })
+        return JsonResponse(
+            {
+                "status": run.status,
+                "stage": run.stage,
+                "progress": run.progress,
+                "error": run.error,
+                "version": run.model.version if run.model else None,
+            }
+        )
 
     class Media:
         js = ["shopguide/admin_progress.js"]
@@ -209,7 +261,7 @@ class JudgmentUploadForm(forms.Form):
     file = forms.FileField(
         label="Judgments CSV",
         help_text="Columns query, product_id, grade and optionally split; UTF-8. "
-                  "Products are named by their id in your shop. All rows are stored, or none.",
+        "Products are named by their id in your shop. All rows are stored, or none.",
     )
 
 
@@ -241,13 +293,19 @@ class JudgmentAdmin(admin.ModelAdmin):
                 count = import_judgments(form.cleaned_data["file"])
             except DatasetError as exc:
                 problems = [str(problem) for problem in exc.problems[:50]]
-                self.message_user(request, f"Nothing was imported: {len(exc.problems)} problem(s) found.",
-                                  messages.ERROR)
+                self.message_user(
+                    request, f"Nothing was imported: {len(exc.problems)} problem(s) found.", messages.ERROR
+                )
             else:
                 self.message_user(request, f"{count} judgments imported.")
                 return redirect("admin:shopguide_judgment_changelist")
-        context = {**self.admin_site.each_context(request), "form": form, "problems": problems,
-                   "opts": self.model._meta, "title": "Import judgments"}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "problems": problems,
+            "opts": self.model._meta,
+            "title": "Import judgments",
+        }
         return TemplateResponse(request, "admin/shopguide/judgment/upload.html", context)
 
 

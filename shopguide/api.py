@@ -80,8 +80,12 @@ class ShopguideView:
 class RecommendationQuery(serializers.Serializer):
     q = serializers.CharField(max_length=MAX_QUERY_LENGTH, help_text="What the shopper searched for.")
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=8)
-    exclude = serializers.CharField(required=False, allow_blank=True, default="",
-                                    help_text="Comma-separated product ids to leave out (the product on show).")
+    exclude = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Comma-separated product ids to leave out (the product on show).",
+    )
 
     def validate_exclude(self, value):
         keys = [key.strip() for key in value.split(",") if key.strip()]
@@ -126,11 +130,14 @@ class RecommendationsView(ShopguideView, APIView):
 
     @extend_schema(
         parameters=[RecommendationQuery],
-        responses=inline_serializer("Recommendations", {
-            "query": serializers.CharField(),
-            "model_version": serializers.IntegerField(allow_null=True),
-            "results": RecommendationSerializer(many=True),
-        }),
+        responses=inline_serializer(
+            "Recommendations",
+            {
+                "query": serializers.CharField(),
+                "model_version": serializers.IntegerField(allow_null=True),
+                "results": RecommendationSerializer(many=True),
+            },
+        ),
         summary="Recommended products for a search",
     )
     def get(self, request):
@@ -146,7 +153,9 @@ class RecommendationsView(ShopguideView, APIView):
         key = self.cache_key(query, limit, exclude)
         tail = responses.get(key)
         if tail is None:
-            tail = json.dumps(self.answer(query, limit, exclude), ensure_ascii=False, separators=(",", ":"))[1:].encode()
+            tail = json.dumps(self.answer(query, limit, exclude), ensure_ascii=False, separators=(",", ":"))[
+                1:
+            ].encode()
             responses.set(key, tail, shopguide_settings.CACHE_TIMEOUT)
         return tail
 
@@ -164,23 +173,32 @@ class RecommendationsView(ShopguideView, APIView):
     def plain_parameters(get):
         """``(q, limit, exclude)`` when they are plainly valid without exclusions, else None."""
         query, limit = get.get("q", "").strip(), get.get("limit", "8")
-        if (not query or len(query) > MAX_QUERY_LENGTH or get.get("exclude") or set(get) - {"q", "limit"}
-                or not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT
-                or any(char == "\x00" or "\ud800" <= char <= "\udfff" for char in query)):
+        if (
+            not query
+            or len(query) > MAX_QUERY_LENGTH
+            or get.get("exclude")
+            or set(get) - {"q", "limit"}
+            or not (limit.isascii() and limit.isdigit())
+            or not 1 <= int(limit) <= MAX_LIMIT
+            or any(char == "\x00" or "\ud800" <= char <= "\udfff" for char in query)
+        ):
             return None
         return query, int(limit), []
 
     def answer(self, query, limit, exclude):
         items = recommend(query, exclude=exclude, limit=limit)
         source = get_catalog_source()
-        results = [{
-            "product": source.key(item.product),
-            "title": str(item.product),
-            "url": item.product.get_absolute_url() if hasattr(item.product, "get_absolute_url") else None,
-            "price": None if getattr(item.product, "price", None) is None else str(item.product.price),
-            "score": item.score,
-            "reason": item.reason,
-        } for item in items]
+        results = [
+            {
+                "product": source.key(item.product),
+                "title": str(item.product),
+                "url": item.product.get_absolute_url() if hasattr(item.product, "get_absolute_url") else None,
+                "price": None if getattr(item.product, "price", None) is None else str(item.product.price),
+                "score": item.score,
+                "reason": item.reason,
+            }
+            for item in items
+        ]
         return {"model_version": items.model_version, "results": results}
 
 
@@ -207,8 +225,11 @@ def validate_events(data):
     for index, serializer in enumerate(serializers_):
         if not serializer.errors and serializer.validated_data["product"] not in known:
             errors[index]["product"] = [f"Unknown product {serializer.validated_data['product']!r}."]
-    fields = {(f"{index}.{name}" if many else name): messages
-              for index, item_errors in enumerate(errors) for name, messages in item_errors.items()}
+    fields = {
+        (f"{index}.{name}" if many else name): messages
+        for index, item_errors in enumerate(errors)
+        for name, messages in item_errors.items()
+    }
     if fields:
         raise ValidationError(fields)
     return valid
@@ -244,20 +265,37 @@ class EventsView(ShopguideView, APIView):
         events = validate_events(request.data)
         now = timezone.now()
         with transaction.atomic():
-            stored = SearchEvent.objects.bulk_create([
-                SearchEvent(query=event["query"], query_norm=normalize_query(event["query"]),
-                            product_key=event["product"], event=event["event"], session=event["session"],
-                            created_at=now)
-                for event in events
-            ])
+            stored = SearchEvent.objects.bulk_create(
+                [
+                    SearchEvent(
+                        query=event["query"],
+                        query_norm=normalize_query(event["query"]),
+                        product_key=event["product"],
+                        event=event["event"],
+                        session=event["session"],
+                        created_at=now,
+                    )
+                    for event in events
+                ]
+            )
         return Response({"stored": len(stored)}, status=status.HTTP_201_CREATED)
 
 
 class RecommenderModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = RecommenderModel
-        fields = ["version", "status", "is_active", "base_model", "data_counts", "metrics_before", "metrics_after",
-                  "reranker_weight", "created_at", "activated_at"]
+        fields = [
+            "version",
+            "status",
+            "is_active",
+            "base_model",
+            "data_counts",
+            "metrics_before",
+            "metrics_after",
+            "reranker_weight",
+            "created_at",
+            "activated_at",
+        ]
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -265,8 +303,19 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingRun
-        fields = ["id", "status", "stage", "progress", "options", "metrics", "error", "model_version",
-                  "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "status",
+            "stage",
+            "progress",
+            "options",
+            "metrics",
+            "error",
+            "model_version",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
 
 
 class Pages(PageNumberPagination):
@@ -298,4 +347,3 @@ class TrainingRunDetail(ShopguideView, generics.RetrieveAPIView):
     permission_classes = [IsAdminUser]
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("model")
-

@@ -91,7 +91,9 @@ class CatalogSource:
         """``{external id: key}`` for the ids that name a product (any availability)."""
         external_ids = {str(external_id) for external_id in external_ids}
         rows = self.all_products().filter(**{f"{self.external_id_field}__in": external_ids})
-        return {str(external_id): self.key_for_pk(pk) for external_id, pk in rows.values_list(self.external_id_field, "pk")}
+        return {
+            str(external_id): self.key_for_pk(pk) for external_id, pk in rows.values_list(self.external_id_field, "pk")
+        }
 
     def products_by_key(self, keys, *, available_only=True):
         """Return ``{key: product}`` for the given keys, skipping missing products."""

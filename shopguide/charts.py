@@ -23,7 +23,17 @@ def line_chart(values, title=""):
         '<polyline fill="none" stroke="#417690" stroke-width="1.5" points="{}"/>'
         '<text x="{}" y="14" font-size="11">{}</text><text x="{}" y="{}" font-size="11">{} steps, last {}</text>'
         "</svg></figure>",
-        title, WIDTH, HEIGHT, title, points, PAD, f"max {high:.3f}", PAD, HEIGHT - 8, len(values), f"{values[-1]:.3f}",
+        title,
+        WIDTH,
+        HEIGHT,
+        title,
+        points,
+        PAD,
+        f"max {high:.3f}",
+        PAD,
+        HEIGHT - 8,
+        len(values),
+        f"{values[-1]:.3f}",
     )
 
 
@@ -32,7 +42,8 @@ def bar_chart(bars, title=""):
     if not bars:
         return ""
     rows = format_html_join(
-        "", '<div class="shopguide-bar"><span>{}</span><meter min="0" max="1" value="{}"></meter> {}</div>',
+        "",
+        '<div class="shopguide-bar"><span>{}</span><meter min="0" max="1" value="{}"></meter> {}</div>',
         ((label, f"{value:.4f}", f"{value:.3f}") for label, value in bars.items()),
     )
     return format_html('<figure class="shopguide-chart"><figcaption>{}</figcaption>{}</figure>', title, rows)

@@ -26,7 +26,7 @@ def missing_field(model, setting, path, error_id):
 def check_settings(app_configs=None, **kwargs):
     errors = [
         Warning(
-            f'SHOPGUIDE has an unknown key {name!r}; it is ignored.',
+            f"SHOPGUIDE has an unknown key {name!r}; it is ignored.",
             hint="Known keys: " + ", ".join(sorted(DEFAULTS)),
             id="shopguide.W001",
         )
@@ -34,10 +34,12 @@ def check_settings(app_configs=None, **kwargs):
         if name not in DEFAULTS
     ]
     if shopguide_settings.PRECISION not in PRECISIONS:
-        errors.append(Error(
-            f'SHOPGUIDE["PRECISION"] is {shopguide_settings.PRECISION!r}; use one of {", ".join(map(repr, PRECISIONS))}.',
-            id="shopguide.E006",
-        ))
+        errors.append(
+            Error(
+                f'SHOPGUIDE["PRECISION"] is {shopguide_settings.PRECISION!r}; use one of {", ".join(map(repr, PRECISIONS))}.',
+                id="shopguide.E006",
+            )
+        )
     try:
         model = get_product_model()
     except ImproperlyConfigured as exc:
@@ -45,10 +47,12 @@ def check_settings(app_configs=None, **kwargs):
 
     text_fields = shopguide_settings.TEXT_FIELDS
     if isinstance(text_fields, str) or not text_fields:
-        errors.append(Error(
-            'SHOPGUIDE["TEXT_FIELDS"] must be a non-empty list of field names.',
-            id="shopguide.E002",
-        ))
+        errors.append(
+            Error(
+                'SHOPGUIDE["TEXT_FIELDS"] must be a non-empty list of field names.',
+                id="shopguide.E002",
+            )
+        )
         text_fields = ()
     errors += filter(None, (missing_field(model, "TEXT_FIELDS", path, "shopguide.E002") for path in text_fields))
 
@@ -56,7 +60,9 @@ def check_settings(app_configs=None, **kwargs):
     if availability:
         error = missing_field(model, "AVAILABILITY_FIELD", availability, "shopguide.E003")
         if error is None and not isinstance(resolve_field_path(model, availability), models.BooleanField):
-            error = Error(f'SHOPGUIDE["AVAILABILITY_FIELD"] {availability!r} must be a BooleanField.', id="shopguide.E003")
+            error = Error(
+                f'SHOPGUIDE["AVAILABILITY_FIELD"] {availability!r} must be a BooleanField.', id="shopguide.E003"
+            )
         errors += filter(None, [error])
 
     external_id = shopguide_settings.EXTERNAL_ID_FIELD
@@ -66,7 +72,5 @@ def check_settings(app_configs=None, **kwargs):
     try:
         import_string(shopguide_settings.CATALOG_SOURCE)
     except ImportError as exc:
-        errors.append(Error(
-            f'SHOPGUIDE["CATALOG_SOURCE"] cannot be imported: {exc}', id="shopguide.E004"
-        ))
+        errors.append(Error(f'SHOPGUIDE["CATALOG_SOURCE"] cannot be imported: {exc}', id="shopguide.E004"))
     return errors

@@ -126,11 +126,12 @@ def evaluate_strategies(qrels, k=10, progress=None):
 
     model = active_model()
     if model is None:
-        for name in STRATEGIES[STRATEGIES.index("fine_tuned"):]:
+        for name in STRATEGIES[STRATEGIES.index("fine_tuned") :]:
             results[name] = {"skipped": "no active model version"}
         return results
-    ranking = version_ranking(model, catalogue, shopguide_settings.PRECISION,
-                              lambda d, t: progress("encoding catalogue (active model)", d, t))
+    ranking = version_ranking(
+        model, catalogue, shopguide_settings.PRECISION, lambda d, t: progress("encoding catalogue (active model)", d, t)
+    )
     started = time.monotonic()
     ranked = ranking.rank_all(queries, progress=lambda d, t: progress("ranking", d, t))
     seconds = round(time.monotonic() - started, 2)
@@ -140,7 +141,7 @@ def evaluate_strategies(qrels, k=10, progress=None):
         results["hybrid_reranked"] = {"skipped": f"version {model.version} has no reranker"}
     else:
         measure("hybrid_reranked", lambda: {query: found.keys for query, found in ranked.items()})
-    for name in STRATEGIES[STRATEGIES.index("fine_tuned"):]:
+    for name in STRATEGIES[STRATEGIES.index("fine_tuned") :]:
         if "skipped" not in results[name]:
             results[name]["seconds"] = seconds
     return results

@@ -19,6 +19,12 @@ def search_keys(query, limit):
     for word in words[1:]:
         search |= SearchQuery(word, config=FTS_CONFIG)
     vector = SearchVector(*source.text_fields, config=FTS_CONFIG)
-    rows = (source.available_products().annotate(document=vector).filter(document=search)
-            .annotate(rank=SearchRank(vector, search)).order_by("-rank", "pk").values_list("pk", flat=True)[:limit])
+    rows = (
+        source.available_products()
+        .annotate(document=vector)
+        .filter(document=search)
+        .annotate(rank=SearchRank(vector, search))
+        .order_by("-rank", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
     return [source.key_for_pk(pk) for pk in rows]

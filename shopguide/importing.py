@@ -155,10 +155,17 @@ def validate_judgments(path, known_ids=None):
         split = row.get("split", "")
         if not check_length(table, line, "split", split, 16) or query_norm is None or not known:
             continue
-        judgment = judgments.setdefault((query_norm, product_id), {
-            "query": row["query"], "query_norm": query_norm, "product_id": product_id, "grades": [], "split": split,
-            "line": line,
-        })
+        judgment = judgments.setdefault(
+            (query_norm, product_id),
+            {
+                "query": row["query"],
+                "query_norm": query_norm,
+                "product_id": product_id,
+                "grades": [],
+                "split": split,
+                "line": line,
+            },
+        )
         judgment["grades"].append(grade)
     for judgment in judgments.values():
         grades = judgment.pop("grades")
@@ -195,16 +202,23 @@ def validate_events(path, known_ids, loaded_at):
         identity = (row["query"], product_id, kind, session, row.get("timestamp", ""))
         seen[identity] = seen.get(identity, 0) + 1
         import_key = hashlib.sha256(repr((*identity, seen[identity])).encode()).hexdigest()
-        events.append({
-            "query": row["query"], "query_norm": query_norm, "product_id": product_id, "event": kind,
-            "session": session, "created_at": moment, "import_key": import_key,
-        })
+        events.append(
+            {
+                "query": row["query"],
+                "query_norm": query_norm,
+                "product_id": product_id,
+                "event": kind,
+                "session": session,
+                "created_at": moment,
+                "import_key": import_key,
+            }
+        )
     return table, events
 
 
 def batches(items, size=BATCH_SIZE):
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def store_judgments(judgments, keys, source=Judgment.Source.IMPORTED, progress=None):
@@ -213,12 +227,17 @@ def store_judgments(judgments, keys, source=Judgment.Source.IMPORTED, progress=N
         Judgment.objects.bulk_create(
             [
                 Judgment(
-                    query=row["query"], query_norm=row["query_norm"], product_key=keys[row["product_id"]],
-                    grade=row["grade"], split=row["split"], source=source,
+                    query=row["query"],
+                    query_norm=row["query_norm"],
+                    product_key=keys[row["product_id"]],
+                    grade=row["grade"],
+                    split=row["split"],
+                    source=source,
                 )
                 for row in batch
             ],
-            update_conflicts=True, unique_fields=["query_norm", "product_key"],
+            update_conflicts=True,
+            unique_fields=["query_norm", "product_key"],
             update_fields=["query", "grade", "split", "source", "updated_at"],
         )
         if progress:
@@ -232,8 +251,12 @@ def store_events(events, keys, progress=None):
         SearchEvent.objects.bulk_create(
             [
                 SearchEvent(
-                    query=row["query"], query_norm=row["query_norm"], product_key=keys[row["product_id"]],
-                    event=row["event"], session=row["session"], created_at=row["created_at"],
+                    query=row["query"],
+                    query_norm=row["query_norm"],
+                    product_key=keys[row["product_id"]],
+                    event=row["event"],
+                    session=row["session"],
+                    created_at=row["created_at"],
                     import_key=row["import_key"],
                 )
                 for row in batch

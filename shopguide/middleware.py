@@ -26,10 +26,10 @@ class DatabaseUnavailableMiddleware:
             connection.close_if_unusable_or_obsolete()  # the next request gets a fresh connection
         message = "The shop's database is unavailable for a moment; please try again shortly."
         if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
-            response = JsonResponse({"error": {"status": 503, "code": "database_unavailable", "message": message,
-                                               "fields": {}}}, status=503)
+            response = JsonResponse(
+                {"error": {"status": 503, "code": "database_unavailable", "message": message, "fields": {}}}, status=503
+            )
         else:
-            response = HttpResponse(f"<!doctype html><title>Try again shortly</title><h1>{message}</h1>",
-                                    status=503)
+            response = HttpResponse(f"<!doctype html><title>Try again shortly</title><h1>{message}</h1>", status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response

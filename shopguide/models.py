@@ -35,7 +35,8 @@ class Judgment(QueryNormalizingModel):
     grade = models.FloatField(help_text="0 = irrelevant; higher is more relevant.")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
     split = models.CharField(
-        max_length=16, blank=True,
+        max_length=16,
+        blank=True,
         help_text="Optional dataset split (train / dev / test) from an imported file.",
     )
     created_at = models.DateTimeField(auto_now_add=True)

@@ -55,12 +55,16 @@ def train(options=None, user=None, activate=None):
         run = TrainingRun.objects.create(options=options or {}, started_by=user)
     try:
         result = train_task.apply_async(
-            args=[run.pk, activate or shopguide_settings.AUTO_ACTIVATE], queue=shopguide_settings.TRAINING_QUEUE,
-            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5})
+            args=[run.pk, activate or shopguide_settings.AUTO_ACTIVATE],
+            queue=shopguide_settings.TRAINING_QUEUE,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5},
+        )
     except Exception as exc:
         message = f"The task queue cannot be reached ({type(exc).__name__}: {exc}); try again later."
         TrainingRun.objects.filter(pk=run.pk).update(
-            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now())
+            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
+        )
         raise QueueUnavailable(message) from exc
     TrainingRun.objects.filter(pk=run.pk).update(task_id=result.id)
     run.task_id = result.id
@@ -100,7 +104,7 @@ def after_training(model, policy):
 
     better, comparison = activation_verdict(model)
     go = policy == "always" or (policy == "if_better" and better)
-    decision = {"always": "activated (AUTO_ACTIVATE is \"always\")", "never": "left inactive (AUTO_ACTIVATE is \"never\")"}
+    decision = {"always": 'activated (AUTO_ACTIVATE is "always")', "never": 'left inactive (AUTO_ACTIVATE is "never")'}
     verdict = f"{comparison} {decision.get(policy) or ('Activated.' if go else 'Not activated.')}"
     RecommenderModel.objects.filter(pk=model.pk).update(activation=verdict)
     model.activation = verdict
@@ -145,11 +149,13 @@ def rescore(model=None, activate=False, reuse_vectors=True):
 
     model = checked(model)
     try:
-        return rescore_task.apply_async(args=[model.pk, activate, reuse_vectors],
-                                        queue=shopguide_settings.RESCORE_QUEUE)
+        return rescore_task.apply_async(
+            args=[model.pk, activate, reuse_vectors], queue=shopguide_settings.RESCORE_QUEUE
+        )
     except Exception as exc:
-        raise QueueUnavailable(f"The task queue cannot be reached ({type(exc).__name__}: {exc}); try again later.") \
-            from exc
+        raise QueueUnavailable(
+            f"The task queue cannot be reached ({type(exc).__name__}: {exc}); try again later."
+        ) from exc
 
 
 def rescore_here(model=None, activate=False, reuse_vectors=True, progress=None):

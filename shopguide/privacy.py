@@ -20,8 +20,11 @@ def sessions_of(user):
     from django.contrib.sessions.models import Session
 
     wanted = str(user.pk)
-    return [session.session_key for session in Session.objects.iterator()
-            if session.get_decoded().get("_auth_user_id") == wanted]
+    return [
+        session.session_key
+        for session in Session.objects.iterator()
+        if session.get_decoded().get("_auth_user_id") == wanted
+    ]
 
 
 def forget_user(user):

@@ -69,11 +69,12 @@ def start_rescore(model, activate=True, reuse_vectors=True):
     source = get_catalog_source()
     keys = [source.key_for_pk(pk) for pk in source.available_products().order_by("pk").values_list("pk", flat=True)]
     size = shopguide_settings.RESCORE_CHUNK_SIZE
-    chunks = [keys[start:start + size] for start in range(0, len(keys), size)] or [[]]
+    chunks = [keys[start : start + size] for start in range(0, len(keys), size)] or [[]]
     for stale in Rescore.objects.filter(status=Rescore.Status.RUNNING):  # its worker died, or it is overtaken
         fail_rescore(stale, "Superseded by a newer rescore before it finished.")
-    rescore = Rescore.objects.create(model=model, activate=activate, reuse_vectors=reuse_vectors,
-                                     chunks=len(chunks), products=len(keys))
+    rescore = Rescore.objects.create(
+        model=model, activate=activate, reuse_vectors=reuse_vectors, chunks=len(chunks), products=len(keys)
+    )
     return rescore, chunks
 
 
@@ -165,8 +166,10 @@ def build_vector_index():
             cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_INDEX}")
         cursor.execute("SET maintenance_work_mem = '512MB'")
         try:
-            cursor.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON {ProductVector._meta.db_table} "
-                           "USING hnsw (embedding vector_cosine_ops)")
+            cursor.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON {ProductVector._meta.db_table} "
+                "USING hnsw (embedding vector_cosine_ops)"
+            )
         finally:
             cursor.execute("RESET maintenance_work_mem")
     return time.monotonic() - started

@@ -193,8 +193,12 @@ def popular_keys(limit):
     """Products shoppers chose most (purchases, carts, clicks), then the rest of the catalogue:
     what a strip shows when nothing matches, so it is never empty while products are for sale."""
     source = get_catalog_source()
-    chosen = (SearchEvent.objects.exclude(event="impression").values("product_key")
-              .annotate(count=Count("id")).order_by("-count", "product_key")[: limit * 3])
+    chosen = (
+        SearchEvent.objects.exclude(event="impression")
+        .values("product_key")
+        .annotate(count=Count("id"))
+        .order_by("-count", "product_key")[: limit * 3]
+    )
     keys = [row["product_key"] for row in chosen]
     available = source.products_by_key(keys)
     keys = [key for key in keys if key in available][:limit]
@@ -219,8 +223,10 @@ def ranked_for(normalized):
             top = found.keys[:CACHED_DEPTH]
             choices = choices_among(top)
         stems = word_stems(found.corrected)
-        ranked = [(key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices, stems))
-                  for rank, key in enumerate(top)]
+        ranked = [
+            (key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices, stems))
+            for rank, key in enumerate(top)
+        ]
     if not ranked:
         version, ranked = None, [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]
     return version, ranked
@@ -228,8 +234,7 @@ def ranked_for(normalized):
 
 def popular_queries(limit):
     """The normalised queries shoppers' events name most often, most frequent first."""
-    rows = (SearchEvent.objects.values("query_norm").annotate(count=Count("id"))
-            .order_by("-count", "query_norm")[:limit])
+    rows = SearchEvent.objects.values("query_norm").annotate(count=Count("id")).order_by("-count", "query_norm")[:limit]
     return [row["query_norm"] for row in rows]
 
 
@@ -285,8 +290,12 @@ def similar_products(product, limit=8):
         return Recommendations()
     title = str(product)
     keys = index.similar(source.key(product), limit + 10)
-    return Recommendations(materialise([(key, round(1.0 / (rank + 1), 4), f"similar to “{title}”")
-                                        for rank, key in enumerate(keys)], (), limit), index.model.version)
+    return Recommendations(
+        materialise(
+            [(key, round(1.0 / (rank + 1), 4), f"similar to “{title}”") for rank, key in enumerate(keys)], (), limit
+        ),
+        index.model.version,
+    )
 
 
 def materialise(ranked, exclude, limit):

@@ -75,15 +75,20 @@ class PgvectorVectors:
         positions exactly, -1 for the rest (they cannot be in any top list)."""
         vector = np.asarray(query_vector, dtype=np.float32)
         with pipelined_cursor() as cursor:  # hnsw.ef_search is set when the connection opens
-            cursor.execute(f"SELECT product_key, 1 - (embedding <=> %b) FROM {VECTORS_TABLE} "
-                           "ORDER BY embedding <=> %b LIMIT %b", [vector, vector, DEPTH])
+            cursor.execute(
+                f"SELECT product_key, 1 - (embedding <=> %b) FROM {VECTORS_TABLE} ORDER BY embedding <=> %b LIMIT %b",
+                [vector, vector, DEPTH],
+            )
 
             def cosines(wanted):
                 rows = []
                 if wanted:  # sent behind the nearest-neighbour query, without waiting for its rows
                     with psycopg.Cursor(cursor.connection) as exact:
-                        exact.execute(f"SELECT product_key, 1 - (embedding <=> %b) FROM {VECTORS_TABLE} "
-                                      "WHERE product_key = ANY(%b)", [vector, [keys[index] for index in wanted]])
+                        exact.execute(
+                            f"SELECT product_key, 1 - (embedding <=> %b) FROM {VECTORS_TABLE} "
+                            "WHERE product_key = ANY(%b)",
+                            [vector, [keys[index] for index in wanted]],
+                        )
                         rows = exact.fetchall()
                 rows += cursor.fetchall()
                 cosine = np.full(len(keys), -1.0, dtype=np.float32)
@@ -143,7 +148,8 @@ class ServingIndex:
     def load(self):
         self.synced_at = self.database_now()
         rows = ProductVector.objects.filter(model=self.model).values_list(
-            "product_key", "text", *(() if self.pgvector else ("embedding",)))
+            "product_key", "text", *(() if self.pgvector else ("embedding",))
+        )
         loaded = sorted(rows, key=lambda row: row[0])  # see catalogue_order
         keys, texts = [row[0] for row in loaded], [row[1] for row in loaded]
         catalogue = CatalogueIndex(keys, texts)
@@ -151,8 +157,14 @@ class ServingIndex:
             vectors = PgvectorVectors(catalogue.positions)
         else:
             vectors = InProcessVectors(np.stack([row[2] for row in loaded]) if loaded else np.zeros((0, DIMENSIONS)))
-        ranking = load_ranking(self.model.folder, catalogue, vectors, precision=shopguide_settings.PRECISION,
-                               reranker_weight=self.model.reranker_weight, rerank_depth=self.model.rerank_depth)
+        ranking = load_ranking(
+            self.model.folder,
+            catalogue,
+            vectors,
+            precision=shopguide_settings.PRECISION,
+            reranker_weight=self.model.reranker_weight,
+            rerank_depth=self.model.rerank_depth,
+        )
         self.snapshot = Snapshot(ranking, set(keys))
         release_free_memory()
 
@@ -175,13 +187,17 @@ class ServingIndex:
         present = set(ProductVector.objects.filter(model=self.model).values_list("product_key", flat=True))
         ranking = self.ranking
         current = ranking.catalogue
-        texts = {row[0]: row[1] for row in updated
-                 if row[0] not in current.positions or current.texts[current.positions[row[0]]] != row[1]}
+        texts = {
+            row[0]: row[1]
+            for row in updated
+            if row[0] not in current.positions or current.texts[current.positions[row[0]]] != row[1]
+        }
         texts.update({key: "" for key in self.alive - present})  # removed: no terms left to match
         # Queries under way keep the catalogue and vectors they started with.
         catalogue = current.updated(texts) if texts else current
-        vectors = ranking.vectors.updated(catalogue.positions,
-                                          {} if self.pgvector else {catalogue.positions[row[0]]: row[2] for row in updated})
+        vectors = ranking.vectors.updated(
+            catalogue.positions, {} if self.pgvector else {catalogue.positions[row[0]]: row[2] for row in updated}
+        )
         self.snapshot = Snapshot(ranking.over(catalogue, vectors), present)
         self.synced_at, self.changes = synced_at, changes
 

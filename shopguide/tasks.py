@@ -23,8 +23,13 @@ TRAINING_TIME_LIMIT = 3 * 60 * 60
 CHUNK_TIME_LIMIT = 15 * 60
 
 
-@shared_task(name="shopguide.train", bind=True, acks_late=True, soft_time_limit=TRAINING_TIME_LIMIT,
-             time_limit=TRAINING_TIME_LIMIT + 60)
+@shared_task(
+    name="shopguide.train",
+    bind=True,
+    acks_late=True,
+    soft_time_limit=TRAINING_TIME_LIMIT,
+    time_limit=TRAINING_TIME_LIMIT + 60,
+)
 def train(self, run_id, activate="if_better"):
     """Train the version requested by queued ``TrainingRun`` ``run_id``; then let the
     activation gate decide (``activate``: an ``AUTO_ACTIVATE`` value) whether to rescore the
@@ -54,8 +59,15 @@ def rescore(model_id, activate=False, reuse_vectors=True):
     return job.pk
 
 
-@shared_task(name="shopguide.rescore_chunk", acks_late=True, autoretry_for=(OperationalError,),
-             retry_backoff=True, max_retries=3, soft_time_limit=CHUNK_TIME_LIMIT, time_limit=CHUNK_TIME_LIMIT + 60)
+@shared_task(
+    name="shopguide.rescore_chunk",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=CHUNK_TIME_LIMIT,
+    time_limit=CHUNK_TIME_LIMIT + 60,
+)
 def rescore_chunk(rescore_id, index, keys):
     if encode_chunk(rescore_id, index, keys):  # this chunk swapped the new vectors in
         queue = shopguide_settings.RESCORE_QUEUE
@@ -63,8 +75,9 @@ def rescore_chunk(rescore_id, index, keys):
         build_index.apply_async(queue=queue)
 
 
-@shared_task(name="shopguide.warm_cache", acks_late=True, soft_time_limit=CHUNK_TIME_LIMIT,
-             time_limit=CHUNK_TIME_LIMIT + 60)
+@shared_task(
+    name="shopguide.warm_cache", acks_late=True, soft_time_limit=CHUNK_TIME_LIMIT, time_limit=CHUNK_TIME_LIMIT + 60
+)
 def warm_cache():
     """Precompute the recommendations of the most searched queries (useful with a cache the
     web processes share: Redis, Memcached or the database)."""
@@ -79,8 +92,13 @@ def build_index():
     return build_vector_index()
 
 
-@shared_task(name="shopguide.refresh_product", acks_late=True, autoretry_for=(OperationalError,),
-             retry_backoff=True, max_retries=3)
+@shared_task(
+    name="shopguide.refresh_product",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+)
 def refresh_product_task(key):
     refresh_product(key)
 

@@ -126,8 +126,11 @@ class RunProgress:
             self.run.progress = round(100.0 * done / max(total, 1), 1)
             self.run.heartbeat_at = timezone.now()
             written = TrainingRun.objects.filter(pk=self.run.pk, status=TrainingRun.Status.RUNNING).update(
-                stage=stage, progress=self.run.progress, loss_curve=self.run.loss_curve,
-                heartbeat_at=self.run.heartbeat_at)
+                stage=stage,
+                progress=self.run.progress,
+                loss_curve=self.run.loss_curve,
+                heartbeat_at=self.run.heartbeat_at,
+            )
             if not written:
                 raise TrainingCancelled(f"Training run #{self.run.pk} was cancelled.")
 
@@ -166,8 +169,12 @@ def train_version(options=None, run=None, echo=None):
             base_model=str(base_model),
             artifact_path=folder.relative_to(Path(settings.MEDIA_ROOT)).as_posix(),
             checksum=folder_checksum(folder),
-            hyperparameters={**options, "cold_start": cold_start, "learned_fusion": outcome.uses_ranker,
-                             "pipeline": asdict(config)},
+            hyperparameters={
+                **options,
+                "cold_start": cold_start,
+                "learned_fusion": outcome.uses_ranker,
+                "pipeline": asdict(config),
+            },
             data_counts={**outcome.counts, "judged_queries": len(data.judgments)},
             metrics_before=outcome.metrics_before,
             metrics_after=outcome.metrics_after,
@@ -187,7 +194,11 @@ def execute_run(run, echo=None, worker=""):
     except TrainingCancelled:
         return None
     except Exception as exc:
-        run.status, run.error, run.finished_at = TrainingRun.Status.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
+        run.status, run.error, run.finished_at = (
+            TrainingRun.Status.FAILED,
+            f"{type(exc).__name__}: {exc}",
+            timezone.now(),
+        )
         run.save(update_fields=["status", "error", "finished_at"])
         raise
     run.status, run.model, run.finished_at = TrainingRun.Status.SUCCEEDED, model, timezone.now()
@@ -218,8 +229,7 @@ def score_serving(pipeline):
     metrics...}`` (the activation gate compares the new version against it)."""
     queries = pipeline.report_queries
     name, rankings = serving_rankings(pipeline.catalogue, queries)
-    return {"name": name, "queries": len(queries),
-            **evaluate_run(rankings, pipeline.qrels(queries), pipeline.config.k)}
+    return {"name": name, "queries": len(queries), **evaluate_run(rankings, pipeline.qrels(queries), pipeline.config.k)}
 
 
 def served_ndcg(model):
@@ -238,8 +248,10 @@ def activation_verdict(model):
         return False, f"v{model.version} was not compared with what serves; activate it by hand if wanted."
     theirs, name = serving["ndcg@10"], serving["name"]
     better = ours > theirs if name == FULL_TEXT_SEARCH else ours >= theirs
-    return better, (f"held-out nDCG@10 on {serving['queries']} queries: v{model.version} {ours:.3f}, "
-                    f"{name} (serving) {theirs:.3f}: v{model.version} is {'better' if better else 'not better'}.")
+    return better, (
+        f"held-out nDCG@10 on {serving['queries']} queries: v{model.version} {ours:.3f}, "
+        f"{name} (serving) {theirs:.3f}: v{model.version} is {'better' if better else 'not better'}."
+    )
 
 
 def start_run(run, worker=""):
@@ -263,6 +275,7 @@ def fail_abandoned_runs(worker=None):
     if worker:
         lost = lost | running.filter(worker=worker)
     return lost.update(
-        status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
+        status=TrainingRun.Status.FAILED,
+        finished_at=timezone.now(),
         error="The worker stopped during training (killed or restarted); the active version was not changed.",
     )

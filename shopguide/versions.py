@@ -87,5 +87,12 @@ def version_ranking(model, catalogue, precision, progress=None):
 
     encoder = load_encoder(model.folder, precision)
     vectors = version_vectors(model, catalogue.keys, catalogue.texts, encoder, progress)
-    return load_ranking(model.folder, catalogue, vectors, precision=precision, encoder=encoder,
-                        reranker_weight=model.reranker_weight, rerank_depth=model.rerank_depth)
+    return load_ranking(
+        model.folder,
+        catalogue,
+        vectors,
+        precision=precision,
+        encoder=encoder,
+        reranker_weight=model.reranker_weight,
+        rerank_depth=model.rerank_depth,
+    )

@@ -38,13 +38,31 @@ def trained_slang_shop(django_db_blocker, tmp_path_factory):
         products = {pid: Product.objects.create(external_id=pid, title=title) for pid, title in PRODUCTS.items()}
         for word, pid in SLANG.items():
             sg.Judgment.objects.create(query=word, product_key=str(products[pid].pk), grade=2, source="imported")
-        call_command("shopguide_train", "--sync", "--epochs", "6", "--no-reranker", "--holdout", "0.25",
-                     "--activate", verbosity=0)
+        call_command(
+            "shopguide_train",
+            "--sync",
+            "--epochs",
+            "6",
+            "--no-reranker",
+            "--holdout",
+            "0.25",
+            "--activate",
+            verbosity=0,
+        )
         ServingIndex.reset()
         try:
             yield products
         finally:
             ServingIndex.reset()
-            for model in (sg.ProductVector, sg.PendingVector, sg.Rescore, sg.TrainingRun, sg.RecommenderModel,
-                          sg.Judgment, sg.SearchEvent, sg.ServingState, Product):
+            for model in (
+                sg.ProductVector,
+                sg.PendingVector,
+                sg.Rescore,
+                sg.TrainingRun,
+                sg.RecommenderModel,
+                sg.Judgment,
+                sg.SearchEvent,
+                sg.ServingState,
+                Product,
+            ):
                 model.objects.all().delete()

@@ -11,5 +11,13 @@ PRODUCTS = {
     "p7": "Shower head with five spray settings",
     "p8": "Outdoor patio umbrella, 9 ft",
 }
-SLANG = {"zorblax": "p1", "quimbo": "p2", "flenty": "p3", "draxil": "p4",
-         "moopster": "p5", "vantrel": "p6", "splonk": "p7", "gribbet": "p8"}
+SLANG = {
+    "zorblax": "p1",
+    "quimbo": "p2",
+    "flenty": "p3",
+    "draxil": "p4",
+    "moopster": "p5",
+    "vantrel": "p6",
+    "splonk": "p7",
+    "gribbet": "p8",
+}

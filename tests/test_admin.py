@@ -20,9 +20,14 @@ def version(db, settings, tmp_path):
     folder.mkdir(parents=True)
     (folder / "weights.bin").write_bytes(b"weights")
     return RecommenderModel.objects.create(
-        version=1, base_model="base", artifact_path="shopguide/models/v1", checksum=folder_checksum(folder),
-        metrics_before={"hybrid": {"ndcg@10": 0.3}}, metrics_after={"hybrid": {"ndcg@10": 0.4}},
-        loss_curve={"retriever": [1.2, 0.9, 0.7]}, data_counts={"products": 10, "pairs": 20},
+        version=1,
+        base_model="base",
+        artifact_path="shopguide/models/v1",
+        checksum=folder_checksum(folder),
+        metrics_before={"hybrid": {"ndcg@10": 0.3}},
+        metrics_after={"hybrid": {"ndcg@10": 0.4}},
+        loss_curve={"retriever": [1.2, 0.9, 0.7]},
+        data_counts={"products": 10, "pairs": 20},
     )
 
 
@@ -81,8 +86,11 @@ def test_version_pages_show_metrics_and_loss_chart(users, version):
 
 
 def action(client, name, version):
-    return client.post(reverse("admin:shopguide_recommendermodel_changelist"),
-                       {"action": name, "_selected_action": [version.pk]}, follow=True)
+    return client.post(
+        reverse("admin:shopguide_recommendermodel_changelist"),
+        {"action": name, "_selected_action": [version.pk]},
+        follow=True,
+    )
 
 
 def test_activate_refuses_a_tampered_version(users, version):
@@ -117,7 +125,9 @@ def test_judgment_upload_stores_every_row(users, products):
     response = upload(users["admin"], "query,product_id,grade\nhose,a1,2\nHose reel,b2,1\n")
     assert "2 judgments imported" in response.text
     assert sorted(Judgment.objects.values_list("query_norm", "grade", "source")) == [
-        ("hose", 2.0, "imported"), ("hose reel", 1.0, "imported")]
+        ("hose", 2.0, "imported"),
+        ("hose reel", 1.0, "imported"),
+    ]
 
 
 def test_judgment_upload_with_a_bad_row_stores_nothing(users, products):
@@ -131,7 +141,11 @@ def test_judgment_upload_with_a_bad_row_stores_nothing(users, products):
 def test_judgment_upload_is_staff_only(users, products):
     response = Client().post(reverse("admin:shopguide_judgment_upload"))
     assert response.status_code == 302
-    assert upload(users["shopper"], "query,product_id,grade\nhose,a1,2\n").redirect_chain[-1][0].startswith("/admin/login/")
+    assert (
+        upload(users["shopper"], "query,product_id,grade\nhose,a1,2\n")
+        .redirect_chain[-1][0]
+        .startswith("/admin/login/")
+    )
     assert not Judgment.objects.exists()
 
 
@@ -157,8 +171,9 @@ def test_no_shopguide_admin_page_or_action_is_open_to_non_staff(users, version, 
         response = client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"], url
     for action in ADMIN_ACTIONS:
-        response = client.post(reverse("admin:shopguide_recommendermodel_changelist"),
-                               {"action": action, "_selected_action": [version.pk]})
+        response = client.post(
+            reverse("admin:shopguide_recommendermodel_changelist"), {"action": action, "_selected_action": [version.pk]}
+        )
         assert response.status_code == 302 and "/admin/login/" in response["Location"], action
     assert client.post(reverse(RETRAIN)).status_code == 302
     version.refresh_from_db()

@@ -47,32 +47,46 @@ def test_recommendations_for_a_trained_query(client, products):
     assert str(first.pk) not in [item["product"] for item in others] and len(others) == 3
 
 
-@pytest.mark.parametrize("params, field", [
-    ({}, "q"), ({"q": ""}, "q"), ({"q": "x" * 257}, "q"),
-    ({"q": "drill", "limit": 0}, "limit"), ({"q": "drill", "limit": 51}, "limit"),
-    ({"q": "drill", "limit": "abc"}, "limit"), ({"q": "drill", "exclude": ",".join(["1"] * 51)}, "exclude"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({}, "q"),
+        ({"q": ""}, "q"),
+        ({"q": "x" * 257}, "q"),
+        ({"q": "drill", "limit": 0}, "limit"),
+        ({"q": "drill", "limit": 51}, "limit"),
+        ({"q": "drill", "limit": "abc"}, "limit"),
+        ({"q": "drill", "exclude": ",".join(["1"] * 51)}, "exclude"),
+    ],
+)
 def test_bad_recommendation_requests_are_400s_naming_the_field(client, products, params, field):
     assert_rejected(client.get(URL, params), field)
 
 
 def test_events_are_stored_one_or_many(client, products):
     key = str(products["p2"].pk)
-    response = client.post(EVENTS, {"query": "quimbo", "product": key, "event": "click"}, content_type="application/json")
+    response = client.post(
+        EVENTS, {"query": "quimbo", "product": key, "event": "click"}, content_type="application/json"
+    )
     assert response.status_code == 201 and response.json() == {"stored": 1}
-    batch = [{"query": "quimbo", "product": str(products[p].pk), "event": "impression", "session": "s1"}
-             for p in ("p1", "p2", "p3")]
+    batch = [
+        {"query": "quimbo", "product": str(products[p].pk), "event": "impression", "session": "s1"}
+        for p in ("p1", "p2", "p3")
+    ]
     assert client.post(EVENTS, batch, content_type="application/json").json() == {"stored": 3}
     assert SearchEvent.objects.filter(query_norm="quimbo").count() == 4
     assert set(SearchEvent.objects.values_list("event", flat=True)) == {"click", "impression"}
 
 
-@pytest.mark.parametrize("event, field", [
-    ({"query": "quimbo", "product": "P2", "event": "like"}, "event"),
-    ({"query": "quimbo", "product": "no-such-product", "event": "click"}, "product"),
-    ({"query": "", "product": "P2", "event": "click"}, "query"),
-    ({"product": "P2", "event": "click"}, "query"),
-])
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        ({"query": "quimbo", "product": "P2", "event": "like"}, "event"),
+        ({"query": "quimbo", "product": "no-such-product", "event": "click"}, "product"),
+        ({"query": "", "product": "P2", "event": "click"}, "query"),
+        ({"product": "P2", "event": "click"}, "query"),
+    ],
+)
 def test_bad_events_are_rejected_and_nothing_is_stored(client, products, event, field):
     good = {"query": "quimbo", "product": str(products["p2"].pk), "event": "click"}
     bad = {**event, "product": str(products["p2"].pk)} if event.get("product") == "P2" else event
@@ -105,8 +119,9 @@ def test_a_project_that_throttles_its_api_throttles_plain_searches_too(client, p
     assert codes == [200, 200, 429]
 
 
-@pytest.mark.parametrize("path", ["/api/shopguide/models/", "/api/shopguide/models/1/",
-                                  "/api/shopguide/training-runs/"])
+@pytest.mark.parametrize(
+    "path", ["/api/shopguide/models/", "/api/shopguide/models/1/", "/api/shopguide/training-runs/"]
+)
 def test_staff_endpoints_refuse_anonymous_and_non_staff(client, products, django_user_model, path):
     assert client.get(path).status_code in (401, 403)
     client.force_login(django_user_model.objects.create_user("shopper", password="pw"))

@@ -35,7 +35,10 @@ def test_no_request_breaks_the_api(shop, db, settings, keep_connection):
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {operation.path for operation in operations} >= {
-        "/api/shopguide/recommendations/", "/api/shopguide/events/", "/api/shopguide/models/"}
+        "/api/shopguide/recommendations/",
+        "/api/shopguide/events/",
+        "/api/shopguide/models/",
+    }
     for operation in operations:
 
         @given(case=operation.as_strategy())

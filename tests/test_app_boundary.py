@@ -20,9 +20,16 @@ def imported_modules(path, top_level_only=False):
     ``top_level_only``, only those run when the module loads, not inside functions)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-    nodes = ast.walk(tree) if not top_level_only else (
-        node for statement in tree.body for node in ast.walk(statement)
-        if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
+    nodes = (
+        ast.walk(tree)
+        if not top_level_only
+        else (
+            node
+            for statement in tree.body
+            for node in ast.walk(statement)
+            if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        )
+    )
     for node in nodes:
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
@@ -51,7 +58,8 @@ def test_the_ml_package_imports_nothing_outside_itself():
         f"{path.relative_to(PACKAGE)}: {module}"
         for path in (PACKAGE / "ml").rglob("*.py")
         for module in imported_modules(path)
-        if module.split(".")[0] == "django" or (module.startswith("shopguide") and not module.startswith("shopguide.ml"))
+        if module.split(".")[0] == "django"
+        or (module.startswith("shopguide") and not module.startswith("shopguide.ml"))
     ]
     assert offenders == []
 
@@ -63,15 +71,17 @@ def test_the_boundary_check_sees_relative_imports(tmp_path):
 
 def test_no_import_cycle_among_shopguide_modules():
     paths = {module_name(path): path for path in PACKAGE.rglob("*.py") if "migrations" not in path.parts}
-    graph = {name: {module for module in imported_modules(path, top_level_only=True) if module in paths} - {name}
-             for name, path in paths.items()}
+    graph = {
+        name: {module for module in imported_modules(path, top_level_only=True) if module in paths} - {name}
+        for name, path in paths.items()
+    }
     cycles, state = [], {}
 
     def visit(name, trail):
         state[name] = "open"
         for other in sorted(graph[name]):
             if state.get(other) == "open":
-                cycles.append(" -> ".join(trail[trail.index(other):] + [other]))
+                cycles.append(" -> ".join(trail[trail.index(other) :] + [other]))
             elif other not in state:
                 visit(other, trail + [other])
         state[name] = "done"

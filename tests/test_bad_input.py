@@ -15,12 +15,37 @@ shop = pytest.fixture(scope="module")(trained_slang_shop)
 EXAMPLES = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Shapes of input that have broken search boxes elsewhere, mixed with anything at all.
-NASTY = st.sampled_from([
-    "' OR 1=1; --", "'; DROP TABLE catalog_product; --", "<script>alert(1)</script>", "<b>drill</b>",
-    "\u202eldoor\u202c", "שלום עולם", "مثقاب لاسلكي", "🔨🪛 drill 🧰", "\x00\x01\x1f", "\ud7ff\ufffd",
-    "1e309", "-1", "NaN", "0x41", "%00", "%27", "&& | ;", "a" * 10_000, " ", "\t\n\r", "drill & hammer | saw !",
-    "ﬁ ǅ Ⅻ ①", "null", "undefined", "[]", "{}", "$(rm -rf /)",
-])
+NASTY = st.sampled_from(
+    [
+        "' OR 1=1; --",
+        "'; DROP TABLE catalog_product; --",
+        "<script>alert(1)</script>",
+        "<b>drill</b>",
+        "\u202eldoor\u202c",
+        "שלום עולם",
+        "مثقاب لاسلكي",
+        "🔨🪛 drill 🧰",
+        "\x00\x01\x1f",
+        "\ud7ff\ufffd",
+        "1e309",
+        "-1",
+        "NaN",
+        "0x41",
+        "%00",
+        "%27",
+        "&& | ;",
+        "a" * 10_000,
+        " ",
+        "\t\n\r",
+        "drill & hammer | saw !",
+        "ﬁ ǅ Ⅻ ①",
+        "null",
+        "undefined",
+        "[]",
+        "{}",
+        "$(rm -rf /)",
+    ]
+)
 QUERIES = st.one_of(NASTY, st.text(max_size=400), st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
 
 
@@ -40,8 +65,11 @@ def test_recommend_answers_any_string(products, query, limit):
 
 
 @EXAMPLES
-@given(query=QUERIES, limit=st.one_of(st.integers(-10, 100), NASTY, st.text(max_size=8)),
-       exclude=st.one_of(NASTY, st.text(max_size=80)))
+@given(
+    query=QUERIES,
+    limit=st.one_of(st.integers(-10, 100), NASTY, st.text(max_size=8)),
+    exclude=st.one_of(NASTY, st.text(max_size=80)),
+)
 def test_the_recommendations_api_never_fails(client, products, query, limit, exclude):
     response = client.get("/api/shopguide/recommendations/", {"q": query, "limit": limit, "exclude": exclude})
     assert response.status_code in (200, 400), response.content[:500]
@@ -52,10 +80,14 @@ def test_the_recommendations_api_never_fails(client, products, query, limit, exc
         assert len(response.json()["results"]) <= MAX_LIMIT
 
 
-EVENT = st.fixed_dictionaries({
-    "query": QUERIES, "product": st.one_of(NASTY, st.text(max_size=70), st.just("KNOWN")),
-    "event": st.one_of(st.sampled_from(["impression", "click", "add_to_cart", "purchase"]), NASTY),
-}, optional={"session": st.one_of(NASTY, st.text(max_size=80))})
+EVENT = st.fixed_dictionaries(
+    {
+        "query": QUERIES,
+        "product": st.one_of(NASTY, st.text(max_size=70), st.just("KNOWN")),
+        "event": st.one_of(st.sampled_from(["impression", "click", "add_to_cart", "purchase"]), NASTY),
+    },
+    optional={"session": st.one_of(NASTY, st.text(max_size=80))},
+)
 
 
 @EXAMPLES

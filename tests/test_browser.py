@@ -40,8 +40,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         yield browser
         browser.close()
 
@@ -110,8 +111,16 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     reasons = strip.locator(".shopguide-card__reason").all_inner_texts()
     assert all(reason.startswith("matches") for reason in reasons[:3]), reasons
     keys = strip.locator(".shopguide-card").evaluate_all("cards => cards.map(c => c.dataset.shopguideProduct)")
-    wait_until(lambda: set(keys) <= set(SearchEvent.objects.filter(event="impression", query_norm="cordless drill",
-                                                                    session__gt="").values_list("product_key", flat=True)))
+    wait_until(
+        lambda: (
+            set(keys)
+            <= set(
+                SearchEvent.objects.filter(event="impression", query_norm="cordless drill", session__gt="").values_list(
+                    "product_key", flat=True
+                )
+            )
+        )
+    )
 
     chosen = strip.locator(".shopguide-card").first
     key = chosen.get_attribute("data-shopguide-product")
@@ -152,8 +161,10 @@ def slang_shop(settings, tmp_path, django_user_model):
     from shopguide.models import Judgment
 
     purge_queues()
-    products = {pid: Product.objects.create(external_id=pid, title=title, price=10 + n)
-                for n, (pid, title) in enumerate(PRODUCTS.items())}
+    products = {
+        pid: Product.objects.create(external_id=pid, title=title, price=10 + n)
+        for n, (pid, title) in enumerate(PRODUCTS.items())
+    }
     for word, pid in SLANG.items():
         Judgment.objects.create(query=word, product_key=str(products[pid].pk), grade=2)
     django_user_model.objects.create_superuser("owner", "owner@example.com", "a good password")

@@ -9,7 +9,9 @@ def products(db):
     lighting = Category.objects.create(name="Lighting", slug="lighting")
     lumen = Brand.objects.create(name="Lumen", slug="lumen")
     return [
-        Product.objects.create(external_id="a", title="LED Bulb", description="<p>Warm <b>white</b></p>", category=lighting, brand=lumen),
+        Product.objects.create(
+            external_id="a", title="LED Bulb", description="<p>Warm <b>white</b></p>", category=lighting, brand=lumen
+        ),
         Product.objects.create(external_id="b", title="Desk Lamp", in_stock=False),
     ]
 

@@ -65,7 +65,11 @@ def test_demo_serves_the_shop_and_admin_and_stops_on_ctrl_c(tmp_path):
     env["SHOPGUIDE_VAR_DIR"] = str(tmp_path / "var")
     demo = subprocess.Popen(
         [sys.executable, "-m", "config.demo", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -80,8 +84,14 @@ def test_demo_serves_the_shop_and_admin_and_stops_on_ctrl_c(tmp_path):
         login_page = opener.open(base + "/admin/login/").read().decode()
         token = login_page.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
         form = urlencode({"username": "admin", "password": "admin", "csrfmiddlewaretoken": token, "next": "/admin/"})
-        opener.open(urllib.request.Request(base + "/admin/login/", data=form.encode(), headers={"Referer": base + "/admin/login/"}))
-        changelist = opener.open(f"{base}/admin/catalog/product/?{urlencode({'q': product['product_id']})}").read().decode()
+        opener.open(
+            urllib.request.Request(
+                base + "/admin/login/", data=form.encode(), headers={"Referer": base + "/admin/login/"}
+            )
+        )
+        changelist = (
+            opener.open(f"{base}/admin/catalog/product/?{urlencode({'q': product['product_id']})}").read().decode()
+        )
         assert "Select product to change" in changelist
         assert product["title"].replace("&", "&amp;") in changelist
         wait_for_line(lines, "ready.", demo)  # the Celery worker is up

@@ -72,8 +72,11 @@ def test_loading_again_updates_instead_of_duplicating(tmp_path):
     load(folder)
     assert snapshot() == first
 
-    write_dataset(folder, products=PRODUCTS.replace("Cordless Drill 18V", "Cordless Drill 20V"),
-                  judgments=JUDGMENTS.replace("cordless drill,p1,3", "cordless drill,p1,2"))
+    write_dataset(
+        folder,
+        products=PRODUCTS.replace("Cordless Drill 18V", "Cordless Drill 20V"),
+        judgments=JUDGMENTS.replace("cordless drill,p1,3", "cordless drill,p1,2"),
+    )
     load(folder)
     assert Product.objects.count() == 3
     assert Product.objects.get(external_id="p1").title == "Cordless Drill 20V"
@@ -90,12 +93,19 @@ def test_repeated_judgments_are_averaged(tmp_path):
 BROKEN = [
     ("products.csv", PRODUCTS.replace("24.50", "24.5O"), "products.csv:3: price: '24.5O' is not a number"),
     ("products.csv", PRODUCTS.replace("product_id,title", "id,title"), "products.csv:1: missing column(s) product_id"),
-    ("products.csv", PRODUCTS + "p1,Another drill,,,,\n", "products.csv:5: product_id: duplicate id 'p1' (first on line 2)"),
+    (
+        "products.csv",
+        PRODUCTS + "p1,Another drill,,,,\n",
+        "products.csv:5: product_id: duplicate id 'p1' (first on line 2)",
+    ),
     ("products.csv", PRODUCTS + "p9,,,,,\n", "products.csv:5: title: empty"),
     ("products.csv", PRODUCTS + "p9,Too few fields\n", "products.csv:5: 2 fields, the header has 6"),
     ("products.csv", PRODUCTS.encode() + "p9,Caf\xe9 table,,,,\n".encode("latin-1"), "products.csv:5: not valid UTF-8"),
-    ("products.csv", PRODUCTS + "p9,Table," + "x" * 10_000_000 + ",,,\n",
-     "products.csv:5: description: 10,000,000 characters; a field may have at most 100,000"),
+    (
+        "products.csv",
+        PRODUCTS + "p9,Table," + "x" * 10_000_000 + ",,,\n",
+        "products.csv:5: description: 10,000,000 characters; a field may have at most 100,000",
+    ),
     ("judgments.csv", JUDGMENTS + "drill,p404,3,train\n", "judgments.csv:5: product_id: unknown product 'p404'"),
     ("judgments.csv", JUDGMENTS + "drill,p1,-1,train\n", "judgments.csv:5: grade: '-1' must be a number >= 0"),
     ("judgments.csv", JUDGMENTS + "drill,p1,high,train\n", "judgments.csv:5: grade: 'high' is not a number"),

@@ -53,8 +53,17 @@ def judged_demo_shop(django_db_blocker, tmp_path_factory):
         finally:
             from shopguide import models as sg
 
-            for model in (sg.ProductVector, sg.PendingVector, sg.Rescore, sg.TrainingRun, sg.RecommenderModel,
-                          sg.Judgment, sg.SearchEvent, sg.ServingState, Product):
+            for model in (
+                sg.ProductVector,
+                sg.PendingVector,
+                sg.Rescore,
+                sg.TrainingRun,
+                sg.RecommenderModel,
+                sg.Judgment,
+                sg.SearchEvent,
+                sg.ServingState,
+                Product,
+            ):
                 model.objects.all().delete()
 
 
@@ -88,8 +97,19 @@ def test_a_first_version_no_better_than_full_text_search_does_not_go_live(judged
 @pytest.fixture(scope="module")
 def trained(judged_demo_shop, django_db_blocker):
     with django_db_blocker.unblock():
-        call_command("shopguide_train", "--sync", "--holdout", "0.5", "--epochs", "1", "--max-pairs", "64",
-                     "--no-reranker", "--activate", verbosity=0)
+        call_command(
+            "shopguide_train",
+            "--sync",
+            "--holdout",
+            "0.5",
+            "--epochs",
+            "1",
+            "--max-pairs",
+            "64",
+            "--no-reranker",
+            "--activate",
+            verbosity=0,
+        )
         yield active_model()
 
 
@@ -126,8 +146,11 @@ def test_every_answer_names_the_version_that_ranked_it(trained, transactional_db
     folder = trained.folder.parent / "v2"
     shutil.copytree(trained.folder, folder)
     second = RecommenderModel.objects.create(
-        version=trained.version + 1, base_model=trained.base_model, checksum=trained.checksum,
-        artifact_path=Path(trained.artifact_path).with_name("v2").as_posix())
+        version=trained.version + 1,
+        base_model=trained.base_model,
+        checksum=trained.checksum,
+        artifact_path=Path(trained.artifact_path).with_name("v2").as_posix(),
+    )
     monkeypatch.setattr(serving, "STATE_TTL", 0)
     ServingIndex.reset()
     cache.clear()
@@ -138,9 +161,20 @@ def test_every_answer_names_the_version_that_ranked_it(trained, transactional_db
     operations.rescore_here(second, activate=True)
     # ... while another process, serving the new version, fills the shared cache.
     env = dict(os.environ, DATABASE_URL=database_url(), MEDIA_ROOT=str(settings.MEDIA_ROOT), TORCH_THREADS="1")
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", "from shopguide.services import recommend; "
-                    "print(recommend('garden hose').model_version)"], env=env, cwd=ROOT, check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from shopguide.services import recommend; print(recommend('garden hose').model_version)",
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert client.get(url + "garden+hose").json()["model_version"] == second.version  # from the shared cache
     assert client.get(url + "desk+lamp").json()["model_version"] == trained.version  # ranked here
     assert ServingIndex.get().model.version == trained.version

@@ -10,9 +10,15 @@ def products(db):
     tools = Category.objects.create(name="Power Tools", slug="power-tools")
     garden = Category.objects.create(name="Garden", slug="garden")
     return {
-        "drill": Product.objects.create(external_id="d1", title="Cordless Drill Driver", description="Two batteries", category=tools, price="79.00"),
-        "saw": Product.objects.create(external_id="s1", title="Circular Saw", description="Corded, 15 amp blade motor", category=tools),
-        "hose": Product.objects.create(external_id="h1", title="Garden Hose", description="Kink-free hose for watering", category=garden),
+        "drill": Product.objects.create(
+            external_id="d1", title="Cordless Drill Driver", description="Two batteries", category=tools, price="79.00"
+        ),
+        "saw": Product.objects.create(
+            external_id="s1", title="Circular Saw", description="Corded, 15 amp blade motor", category=tools
+        ),
+        "hose": Product.objects.create(
+            external_id="h1", title="Garden Hose", description="Kink-free hose for watering", category=garden
+        ),
     }
 
 

@@ -31,8 +31,9 @@ def test_forget_user_deletes_their_events_and_search_history(django_user_model):
     page = client.get(f"/product/{product.pk}/", {"q": "drill"}).content.decode()
     assert f'data-shopguide-session="{shopper_id_for(key)}"' in page and key not in page
     for session in (shopper_id_for(key), shopper_id_for("someone-else"), ""):
-        SearchEvent.objects.create(query="drill", product_key=str(product.pk), event="click", session=session,
-                                   created_at="2026-11-01T00:00Z")
+        SearchEvent.objects.create(
+            query="drill", product_key=str(product.pk), event="click", session=session, created_at="2026-11-01T00:00Z"
+        )
     Client().get("/search/", {"q": "hose"})  # another shopper's search
 
     call_command("shopguide_forget_user", "ann", verbosity=0)
@@ -62,9 +63,14 @@ def test_a_lost_database_connection_is_a_503_with_a_retry_hint():
     import psycopg
 
     settings_dict = connection.settings_dict
-    with psycopg.connect(dbname=settings_dict["NAME"], user=settings_dict["USER"], password=settings_dict["PASSWORD"],
-                         host=settings_dict["HOST"] or None, port=settings_dict["PORT"] or None,
-                         autocommit=True) as other:
+    with psycopg.connect(
+        dbname=settings_dict["NAME"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"],
+        host=settings_dict["HOST"] or None,
+        port=settings_dict["PORT"] or None,
+        autocommit=True,
+    ) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
     response = client.get("/api/shopguide/recommendations/", {"q": "drill"})
     assert response.status_code == 503 and response["Retry-After"] == "5"

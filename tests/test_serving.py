@@ -120,8 +120,9 @@ def test_inside_a_request_the_cache_is_written_after_the_response(products, capl
         request_finished.send(sender=None)
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
-    assert [row[0] for row in cache.get(services.cache_key(word))[1]][:len(first)] == [
-        str(item.product.pk) for item in first]
+    assert [row[0] for row in cache.get(services.cache_key(word))[1]][: len(first)] == [
+        str(item.product.pk) for item in first
+    ]
     assert calls == ["done"] and "after the response failed" in caplog.text
     after_response(calls.append, "outside a request: at once")
     assert calls[-1] == "outside a request: at once"
@@ -174,7 +175,9 @@ def test_without_an_active_version_full_text_search_answers(products):
     assert keys(drill)[0] == "p2" and drill[0].reason == "matches words of “drill batteries”"
     assert similar_products(products["p2"]) == []
     # Nothing matches: the strip still shows products (the most chosen first).
-    SearchEvent.objects.create(query="x", product_key=str(products["p7"].pk), event="click", created_at="2026-11-01T00:00Z")
+    SearchEvent.objects.create(
+        query="x", product_key=str(products["p7"].pk), event="click", created_at="2026-11-01T00:00Z"
+    )
     fallback = recommend("zzzz qqqq", limit=3)
     assert keys(fallback)[0] == "p7" and len(fallback) == 3 and fallback[0].reason == "popular in this shop"
 
@@ -234,8 +237,10 @@ def test_the_swap_leaves_a_valid_hnsw_index(products):
     if not has_pgvector(connection):
         pytest.skip("no pgvector: vectors are searched in process")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                       "WHERE c.relname = 'shopguide_productvector_hnsw'")
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = 'shopguide_productvector_hnsw'"
+        )
         assert cursor.fetchone() == (True,)
 
 

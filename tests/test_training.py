@@ -51,7 +51,15 @@ def test_train_sync_stores_a_version_then_evaluate_sees_it(shop, tmp_path, capsy
     capsys.readouterr()
     call_command("shopguide_evaluate", "--judgments", str(judgments), "--json")
     results = json.loads(capsys.readouterr().out)
-    assert list(results) == ["postgres_fts", "bm25", "bm25_products", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked"]
+    assert list(results) == [
+        "postgres_fts",
+        "bm25",
+        "bm25_products",
+        "zero_shot",
+        "fine_tuned",
+        "hybrid",
+        "hybrid_reranked",
+    ]
     assert results["postgres_fts"]["ndcg@10"] == 0.0  # nobody's texts contain the slang
     assert results["fine_tuned"]["ndcg@10"] > results["zero_shot"]["ndcg@10"] + 0.2
     assert results["fine_tuned"]["queries"] == 8
@@ -81,7 +89,9 @@ def two_versions(shop):
     folder = first.folder.parent / "copy"
     shutil.copytree(first.folder, folder)
     second = RecommenderModel.objects.create(
-        version=2, base_model=first.base_model, artifact_path=first.artifact_path.rsplit("/", 1)[0] + "/copy",
+        version=2,
+        base_model=first.base_model,
+        artifact_path=first.artifact_path.rsplit("/", 1)[0] + "/copy",
         checksum=folder_checksum(folder),
     )
     return first, second
@@ -148,11 +158,14 @@ def test_train_without_sync_enqueues_a_run(shop, eager_celery):
     assert run.options == {"holdout_share": 0.1, "epochs": 1, "max_pairs": 8, "reranker": False}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--holdout", "1.5"], "--holdout must be between 0 and 1"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--activate"], "--activate needs --sync"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--holdout", "1.5"], "--holdout must be between 0 and 1"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--activate"], "--activate needs --sync"),
+    ],
+)
 def test_bad_train_options_are_refused(shop, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("shopguide_train", *args)

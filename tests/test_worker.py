@@ -38,17 +38,41 @@ class Worker:
     """A `celery worker` process on the test database and the test's broker."""
 
     def __init__(self, media_root, log_path):
-        self.env = dict(os.environ, DATABASE_URL=database_url(), CELERY_BROKER_URL=celery_app.conf.broker_url,
-                        MEDIA_ROOT=str(media_root), TORCH_THREADS="1", PYTHONUNBUFFERED="1")
+        self.env = dict(
+            os.environ,
+            DATABASE_URL=database_url(),
+            CELERY_BROKER_URL=celery_app.conf.broker_url,
+            MEDIA_ROOT=str(media_root),
+            TORCH_THREADS="1",
+            PYTHONUNBUFFERED="1",
+        )
         self.log_path = log_path
         self.process = None
 
     def start(self):
         self.log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "1",
-             "--hostname", "shopguide-test@%h", "--queues", "celery,shopguide_training,shopguide_rescore"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "1",
+                "--hostname",
+                "shopguide-test@%h",
+                "--queues",
+                "celery,shopguide_training,shopguide_rescore",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_until(lambda: "ready." in Path(self.log_path).read_text(), 120, "the worker to start", self)
 
@@ -143,8 +167,12 @@ def test_retrain_from_the_admin_trains_rescores_and_serves(shop, worker):
     wait_until(lambda: ProductVector.objects.filter(product_key=str(new.pk)).exists(), 60, "the new product", worker)
     deleted_key = str(products["p2"].pk)
     products["p2"].delete()
-    wait_until(lambda: not ProductVector.objects.filter(product_key=deleted_key).exists(), 60,
-               "the deleted product to go", worker)
+    wait_until(
+        lambda: not ProductVector.objects.filter(product_key=deleted_key).exists(),
+        60,
+        "the deleted product to go",
+        worker,
+    )
     assert ProductVector.objects.count() == len(PRODUCTS)
 
 
@@ -176,10 +204,12 @@ def test_a_worker_killed_during_a_rescore_leaves_the_old_vectors_serving(shop, t
     products, _ = shop
     # Enough chunks that the worker cannot finish them all between two looks (a chunk of 8
     # takes milliseconds in bfloat16).
-    Product.objects.bulk_create(Product(external_id=f"f{n}", title=f"Filler product number {n} for chunks")
-                                for n in range(1000))
-    call_command("shopguide_train", "--sync", "--epochs", "3", "--no-reranker", "--holdout", "0.25", "--activate",
-                 verbosity=0)
+    Product.objects.bulk_create(
+        Product(external_id=f"f{n}", title=f"Filler product number {n} for chunks") for n in range(1000)
+    )
+    call_command(
+        "shopguide_train", "--sync", "--epochs", "3", "--no-reranker", "--holdout", "0.25", "--activate", verbosity=0
+    )
     model = active_model()
     word = next(word for word in SLANG if word not in model.heldout_queries)
     serving = dict(ProductVector.objects.values_list("product_key", "updated_at"))

@@ -60,9 +60,7 @@ class Encoder:
 
     def embed(self, texts, max_length):
         """Embeddings of ``texts`` as a torch tensor (differentiable when training)."""
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         with compute_in(self.bfloat16):
             hidden = self.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -76,7 +74,7 @@ class Encoder:
         texts = list(texts)
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         size = -(-len(texts) // max(1, groups))
-        parts = [order[start:start + size] for start in range(0, len(order), size)]
+        parts = [order[start : start + size] for start in range(0, len(order), size)]
         pooled = torch.cat([self.embed([texts[i] for i in part], max_length) for part in parts])
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
@@ -96,7 +94,7 @@ class Encoder:
             self.model.eval()
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                indices = order[start:start + batch_size]
+                indices = order[start : start + batch_size]
                 vectors[indices] = self.embed([texts[i] for i in indices], max_length).numpy()
                 if progress:
                     progress(min(start + batch_size, len(texts)), len(texts))

@@ -39,7 +39,8 @@ class Analyzer:
             return self.stemmer.stemWords([word for word in STANDARD_TOKEN.findall(text) if word not in STOP_WORDS])
         tokens = PRODUCT_TOKEN.findall(text)
         words = [
-            word for i, word in enumerate(tokens)
+            word
+            for i, word in enumerate(tokens)
             if word not in STOP_WORDS and not (word == "x" and next_to_number(tokens, i))
         ]
         return self.stemmer.stemWords(words)
@@ -91,10 +92,15 @@ class BM25Index:
         old = self.tf.tocoo()
         keep = ~np.isin(old.row, replaced) if replaced else slice(None)
         self.tf = sparse.csc_matrix(
-            (np.concatenate([old.data[keep], np.frombuffer(counts, dtype=np.uint16)]),
-             (np.concatenate([old.row[keep], np.frombuffer(rows, dtype=np.int32)]),
-              np.concatenate([old.col[keep], np.frombuffer(columns, dtype=np.int32)]))),
-            shape=(len(self.keys), max(len(self.vocabulary), 1)), dtype=np.uint16,
+            (
+                np.concatenate([old.data[keep], np.frombuffer(counts, dtype=np.uint16)]),
+                (
+                    np.concatenate([old.row[keep], np.frombuffer(rows, dtype=np.int32)]),
+                    np.concatenate([old.col[keep], np.frombuffer(columns, dtype=np.int32)]),
+                ),
+            ),
+            shape=(len(self.keys), max(len(self.vocabulary), 1)),
+            dtype=np.uint16,
         )
         self.lengths = np.concatenate([self.lengths, np.zeros(len(self.keys) - len(self.lengths), dtype=np.float32)])
         for row, length in lengths.items():
@@ -131,8 +137,10 @@ class BM25Index:
         """How many documents contain every term of ``text`` (all of them when it has none,
         such as a stop word)."""
         terms = self.analyzer(text)
-        return min((int(self.document_counts[self.vocabulary[term]]) if term in self.vocabulary else 0
-                    for term in terms), default=len(self.keys))
+        return min(
+            (int(self.document_counts[self.vocabulary[term]]) if term in self.vocabulary else 0 for term in terms),
+            default=len(self.keys),
+        )
 
     def coverage(self, query):
         """Share of the query's distinct terms that each document contains (numpy array)."""

@@ -42,8 +42,10 @@ class SearchMemory:
         """From query vectors (one row per dict entry of ``judgments``, same order) and
         ``judgments`` (query -> {key: grade}); grades 0 choose nothing."""
         top = max(top_grade, 1e-9)
-        choices = [[(key, min(grade / top, 1.0)) for key, grade in judged.items() if grade > 0]
-                   for judged in judgments.values()]
+        choices = [
+            [(key, min(grade / top, 1.0)) for key, grade in judged.items() if grade > 0]
+            for judged in judgments.values()
+        ]
         return cls(vectors, choices, rows={query: row for row, query in enumerate(judgments)}, **kwargs)
 
     def __len__(self):
@@ -73,10 +75,14 @@ class SearchMemory:
 
     def save(self, path):
         keys = [key for chosen in self.choices for key, _ in chosen]
-        np.savez(Path(path), vectors=self.vectors, neighbours=self.neighbours,
-                 counts=np.array([len(chosen) for chosen in self.choices], dtype=np.int64),
-                 keys=np.array(keys, dtype=str),
-                 shares=np.array([share for chosen in self.choices for _, share in chosen], dtype=np.float32))
+        np.savez(
+            Path(path),
+            vectors=self.vectors,
+            neighbours=self.neighbours,
+            counts=np.array([len(chosen) for chosen in self.choices], dtype=np.int64),
+            keys=np.array(keys, dtype=str),
+            shares=np.array([share for chosen in self.choices for _, share in chosen], dtype=np.float32),
+        )
 
     @classmethod
     def load(cls, path):
@@ -87,9 +93,13 @@ class SearchMemory:
             return None
         with np.load(path) as stored:
             vectors, counts, keys, shares, neighbours = (
-                stored[name] for name in ("vectors", "counts", "keys", "shares", "neighbours"))
+                stored[name] for name in ("vectors", "counts", "keys", "shares", "neighbours")
+            )
         ends = np.cumsum(counts).tolist()
         starts = [0] + ends[:-1]
         keys, shares = keys.tolist(), shares.tolist()
-        return cls(vectors, [list(zip(keys[start:end], shares[start:end])) for start, end in zip(starts, ends)],
-                   int(neighbours))
+        return cls(
+            vectors,
+            [list(zip(keys[start:end], shares[start:end])) for start, end in zip(starts, ends)],
+            int(neighbours),
+        )

@@ -95,7 +95,7 @@ def catalogue_queries(texts, rng, count):
             continue
         size = rng.randint(2, min(4, len(words)))
         start = rng.randint(0, len(words) - size)
-        queries.setdefault(" ".join(words[start:start + size]), {})[key] = 1.0
+        queries.setdefault(" ".join(words[start : start + size]), {})[key] = 1.0
     return queries
 
 
@@ -148,8 +148,10 @@ class Pipeline:
         ``hybrid_reranked`` (what it serves)."""
         qrels = self.qrels(self.report_queries if queries is None else queries)
         ranked = ranking.rank_all(list(qrels))
-        metrics = {name: evaluate_run({q: getattr(r, attribute) for q, r in ranked.items()}, qrels, self.config.k)
-                   for name, attribute in (("dense", "dense"), ("hybrid", "fused"))}
+        metrics = {
+            name: evaluate_run({q: getattr(r, attribute) for q, r in ranked.items()}, qrels, self.config.k)
+            for name, attribute in (("dense", "dense"), ("hybrid", "fused"))
+        }
         if ranking.reranker is not None:
             metrics["hybrid_reranked"] = evaluate_run({q: r.keys for q, r in ranked.items()}, qrels, self.config.k)
         return metrics
@@ -171,8 +173,15 @@ class Pipeline:
         if len(fit) + len(train) < self.config.min_ranker_queries or not fit:
             return None
         candidates = ranking.fusion_examples(fit + train)
-        examples = [(candidates[q], np.array([self.data.judgments[q].get(self.keys[i], 0.0) for i in candidates[q].indices],
-                                             dtype=np.float32)) for q in fit + train]
+        examples = [
+            (
+                candidates[q],
+                np.array(
+                    [self.data.judgments[q].get(self.keys[i], 0.0) for i in candidates[q].indices], dtype=np.float32
+                ),
+            )
+            for q in fit + train
+        ]
         shares = [0.5 / len(fit)] * len(fit) + [0.5 / len(train)] * len(train) if train else [1.0] * len(fit)
         try:
             ranker = LinearRanker.fit(examples, query_weights=shares)
@@ -182,7 +191,11 @@ class Pipeline:
         learned = {q: [self.keys[i] for i in ranker.order(candidates[q])] for q in fit}
         fused = ranking.plain().hybrid(fit)
         k = f"ndcg@{self.config.k}"
-        return ranker if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k] else None
+        return (
+            ranker
+            if evaluate_run(learned, qrels, self.config.k)[k] >= evaluate_run(fused, qrels, self.config.k)[k]
+            else None
+        )
 
     def search_memory(self, encoder):
         """The training queries' vectors and judged products (see ``memory``)."""
@@ -208,15 +221,20 @@ class Pipeline:
         pairs = []
         for query in queries:
             judged = self.data.judgments[query]
-            positives = sorted((key for key, grade in judged.items() if grade >= threshold and key in self.data.texts),
-                               key=lambda key: -judged[key])[:per_query]
-            candidates = [key for key in ranked.get(query, [])[:self.config.hard_negative_depth]
-                          if judged.get(key, 0.0) < threshold]
+            positives = sorted(
+                (key for key, grade in judged.items() if grade >= threshold and key in self.data.texts),
+                key=lambda key: -judged[key],
+            )[:per_query]
+            candidates = [
+                key
+                for key in ranked.get(query, [])[: self.config.hard_negative_depth]
+                if judged.get(key, 0.0) < threshold
+            ]
             for positive in positives:
                 negatives = self.rng.sample(candidates, min(self.config.hard_negatives, len(candidates)))
                 pairs.append(Pair(query, positive, negatives))
         self.rng.shuffle(pairs)
-        return pairs[:self.config.max_pairs]
+        return pairs[: self.config.max_pairs]
 
     def reranker_examples(self, candidates):
         """(query, text, target) for training queries: judged products at grade / top grade,
@@ -225,10 +243,16 @@ class Pipeline:
         examples = []
         for query, ranking in candidates.items():
             judged = self.data.judgments[query]
-            examples += [(query, self.data.texts[key], min(grade / top, 1.0)) for key, grade in judged.items() if key in self.data.texts]
-            examples += [(query, self.data.texts[key], 0.0) for key in ranking[:self.config.rerank_depth] if key not in judged][:len(judged) + 2]
+            examples += [
+                (query, self.data.texts[key], min(grade / top, 1.0))
+                for key, grade in judged.items()
+                if key in self.data.texts
+            ]
+            examples += [
+                (query, self.data.texts[key], 0.0) for key in ranking[: self.config.rerank_depth] if key not in judged
+            ][: len(judged) + 2]
         self.rng.shuffle(examples)
-        return examples[:self.config.reranker_max_examples]
+        return examples[: self.config.reranker_max_examples]
 
     def choose_blend_weight(self, reranker, ranking, hybrid_metrics):
         """Blend weight that scores best on the fit queries (0: reranker unused), and the
@@ -261,12 +285,24 @@ class Pipeline:
         before = self.timed("evaluate_base", self.score, base)
         pairs = self.timed("pairs", self.build_pairs, base)
         threshold = positive_threshold(self.data.judgments)
-        relevant = {query: {key for key, grade in judged.items() if grade >= threshold}
-                    for query, judged in self.data.judgments.items()}
-        self.timed("train_retriever", train_bi_encoder, encoder, pairs, self.data.texts, relevant,
-                   self.retriever_config(len(pairs)), self.recording("retriever"))
+        relevant = {
+            query: {key for key, grade in judged.items() if grade >= threshold}
+            for query, judged in self.data.judgments.items()
+        }
+        self.timed(
+            "train_retriever",
+            train_bi_encoder,
+            encoder,
+            pairs,
+            self.data.texts,
+            relevant,
+            self.retriever_config(len(pairs)),
+            self.recording("retriever"),
+        )
         vectors = self.timed("encode_tuned", self.encode_catalogue, encoder, "encoding catalogue (fine-tuned)")
-        tuned = VersionRanking(encoder, catalogue, vectors, memory=self.timed("search_memory", self.search_memory, encoder))
+        tuned = VersionRanking(
+            encoder, catalogue, vectors, memory=self.timed("search_memory", self.search_memory, encoder)
+        )
         tuned.fusion = self.timed("fit_ranker", self.fit_ranker, tuned)
         if tuned.fusion is None:  # plain fusion: the memory's votes would crowd out better candidates
             tuned.memory = None
@@ -276,25 +312,45 @@ class Pipeline:
         reranker, reranker_weight = None, 0.0
         if config.reranker and self.data.train_queries and len(self.fit_queries) >= config.min_ranker_queries:
             reranker = CrossEncoder(self.base_model, config.precision)
-            queries = self.rng.sample(self.data.train_queries, min(len(self.data.train_queries), config.reranker_max_examples // 4))
+            queries = self.rng.sample(
+                self.data.train_queries, min(len(self.data.train_queries), config.reranker_max_examples // 4)
+            )
             examples = self.reranker_examples(tuned.hybrid(queries))
-            self.timed("train_reranker", train_cross_encoder, reranker, examples, config.cross_encoder,
-                       self.recording("reranker"))
+            self.timed(
+                "train_reranker",
+                train_cross_encoder,
+                reranker,
+                examples,
+                config.cross_encoder,
+                self.recording("reranker"),
+            )
             reranker_weight, after["hybrid_reranked"] = self.timed(
-                "evaluate_reranker", self.choose_blend_weight, reranker, tuned, after["hybrid"])
+                "evaluate_reranker", self.choose_blend_weight, reranker, tuned, after["hybrid"]
+            )
         outcome = TrainingOutcome(
-            metrics_before=before, metrics_after=after, uses_ranker=tuned.fusion is not None,
+            metrics_before=before,
+            metrics_after=after,
+            uses_ranker=tuned.fusion is not None,
             reranker_weight=reranker_weight,
             counts={
-                "products": len(self.keys), "train_queries": len(self.data.train_queries),
-                "heldout_queries": len(self.data.heldout_queries), "report_queries": len(self.report_queries),
+                "products": len(self.keys),
+                "train_queries": len(self.data.train_queries),
+                "heldout_queries": len(self.data.heldout_queries),
+                "report_queries": len(self.report_queries),
                 "pairs": len(pairs),
             },
-            losses=self.losses, seconds=self.seconds,
+            losses=self.losses,
+            seconds=self.seconds,
         )
         version_files.save(
-            self.output_dir, encoder=encoder, keys=self.keys, texts=self.texts, vectors=vectors,
-            summary={"config": asdict(config), **asdict(outcome)}, fusion=tuned.fusion, memory=tuned.memory,
+            self.output_dir,
+            encoder=encoder,
+            keys=self.keys,
+            texts=self.texts,
+            vectors=vectors,
+            summary={"config": asdict(config), **asdict(outcome)},
+            fusion=tuned.fusion,
+            memory=tuned.memory,
             reranker=reranker if reranker_weight > 0 else None,
         )
         return outcome

@@ -23,9 +23,23 @@ RRF_WEIGHTS = (1.0, 2.0, 1.0, 1.0)  # dense, stemmed BM25, trigram BM25, search 
 RRF_K = 60
 TRIGRAM_MIN_COVERAGE = 0.5  # a typo keeps most of a word's trigrams; a stray shared one is noise
 FEATURES = (
-    "cosine", "cosine_gap", "bm25", "trigram", "rrf", "fusion_rank", "coverage",
-    "title_length", "query_length", "bm25_match", "digits_match", "phrase_match", "first_term_position",
-    "last_term_match", "memory", "memory_share", "nearest_search",
+    "cosine",
+    "cosine_gap",
+    "bm25",
+    "trigram",
+    "rrf",
+    "fusion_rank",
+    "coverage",
+    "title_length",
+    "query_length",
+    "bm25_match",
+    "digits_match",
+    "phrase_match",
+    "first_term_position",
+    "last_term_match",
+    "memory",
+    "memory_share",
+    "nearest_search",
 )
 _DIGITS = re.compile(r"\d+")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -36,7 +50,7 @@ def trigrams(text):
     grams = []
     for word in _WORD.findall(text.lower()):
         word = f"#{word}#"
-        grams += [word[i:i + 3] for i in range(len(word) - 2)]
+        grams += [word[i : i + 3] for i in range(len(word) - 2)]
     return grams
 
 
@@ -89,16 +103,30 @@ class FeatureBuilder:
         else:
             self.texts[index], self.terms[index] = text, self.analyse(text)
 
-    def candidates(self, query, cosine, bm25, trigram, trigram_coverage, depth=DEPTH, limit=CANDIDATES, hits=None,
-                   memory=None, dense=None):
+    def candidates(
+        self,
+        query,
+        cosine,
+        bm25,
+        trigram,
+        trigram_coverage,
+        depth=DEPTH,
+        limit=CANDIDATES,
+        hits=None,
+        memory=None,
+        dense=None,
+    ):
         """Fused candidates with features; ``trigram_coverage`` is the share of the query's
         trigrams each product has (products under ``TRIGRAM_MIN_COVERAGE`` are not trigram hits).
         ``hits``: what ``lexical_hits`` returned for these scores, and ``dense`` the cosine's top
         ``depth``, when the caller has them. ``memory``: the ``Votes`` of ``SearchMemory.votes``,
         when the version has one."""
         bm25_top, trigram_top, trigram = hits or lexical_hits(bm25, trigram, trigram_coverage, depth)
-        votes, voted_top, nearest = memory if memory is not None else (
-            np.zeros(len(cosine), dtype=np.float32), np.empty(0, dtype=np.int64), 0.0)
+        votes, voted_top, nearest = (
+            memory
+            if memory is not None
+            else (np.zeros(len(cosine), dtype=np.float32), np.empty(0, dtype=np.int64), 0.0)
+        )
         if dense is None:
             dense = top_indices(cosine, depth, above=-1.0)  # -1: a position the vector search did not reach
         lists = (dense, bm25_top, trigram_top, voted_top)
@@ -115,26 +143,45 @@ class FeatureBuilder:
         lexical = []  # the features that read the product's text
         for index in order:
             terms, lowered = self.terms[index], self.texts[index].lower()
-            lexical.append((
-                len(query_set.intersection(terms)),
-                len(terms),
-                len(digits.intersection(_DIGITS.findall(lowered))) / len(digits) if digits else 0.5,
-                query_lower in lowered,
-                terms.index(first) / max(len(terms), 1) if first in terms else 1.0,
-                last in terms,
-            ))
+            lexical.append(
+                (
+                    len(query_set.intersection(terms)),
+                    len(terms),
+                    len(digits.intersection(_DIGITS.findall(lowered))) / len(digits) if digits else 0.5,
+                    query_lower in lowered,
+                    terms.index(first) / max(len(terms), 1) if first in terms else 1.0,
+                    last in terms,
+                )
+            )
         lexical = np.asarray(lexical, dtype=np.float32).reshape(len(order), 6)
         best_cosine = cosine[lists[0][0]] if len(lists[0]) else 0.0
         top_bm25, top_trigram = max(float(bm25.max()), 1e-9), max(float(trigram.max()), 1e-9)
         top_votes = max(float(votes.max()), 1e-9) if len(votes) else 1e-9
-        features = np.column_stack([
-            cosine[at], cosine[at] - best_cosine, bm25[at] / top_bm25, trigram[at] / top_trigram,
-            np.array([fused[index] for index in order]) * RRF_K, 1.0 / (1 + np.arange(len(order))),
-            lexical[:, 0] / max(len(query_set), 1), np.log1p(lexical[:, 1]),
-            np.full(len(order), np.log1p(len(query_set))), bm25[at] > 0,
-            lexical[:, 2], lexical[:, 3], lexical[:, 4], lexical[:, 5],
-            votes[at], votes[at] / top_votes, np.full(len(order), nearest),
-        ]).astype(np.float32).reshape(len(order), len(FEATURES))
+        features = (
+            np.column_stack(
+                [
+                    cosine[at],
+                    cosine[at] - best_cosine,
+                    bm25[at] / top_bm25,
+                    trigram[at] / top_trigram,
+                    np.array([fused[index] for index in order]) * RRF_K,
+                    1.0 / (1 + np.arange(len(order))),
+                    lexical[:, 0] / max(len(query_set), 1),
+                    np.log1p(lexical[:, 1]),
+                    np.full(len(order), np.log1p(len(query_set))),
+                    bm25[at] > 0,
+                    lexical[:, 2],
+                    lexical[:, 3],
+                    lexical[:, 4],
+                    lexical[:, 5],
+                    votes[at],
+                    votes[at] / top_votes,
+                    np.full(len(order), nearest),
+                ]
+            )
+            .astype(np.float32)
+            .reshape(len(order), len(FEATURES))
+        )
         return Candidates(at, features)
 
 
@@ -157,15 +204,21 @@ class LinearRanker:
         return candidates.indices[np.argsort(-self.score(candidates.features), kind="stable")]
 
     def to_dict(self):
-        return {"features": list(self.features), "weights": self.weights.tolist(),
-                "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+        return {
+            "features": list(self.features),
+            "weights": self.weights.tolist(),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, data):
         unknown = set(data["features"]) - set(FEATURES)
         if unknown:
-            raise ValueError(f"The stored ranker uses features this version does not compute ({', '.join(sorted(unknown))}); "
-                             "retrain the model.")
+            raise ValueError(
+                f"The stored ranker uses features this version does not compute ({', '.join(sorted(unknown))}); "
+                "retrain the model."
+            )
         return cls(data["weights"], data["mean"], data["scale"], data["features"])
 
     @classmethod
@@ -174,8 +227,11 @@ class LinearRanker:
         is pulled towards the softmax of their gains (ListNet). ``query_weights`` (one per
         example, default 1) scale each query's share of the loss."""
         query_weights = [1.0] * len(examples) if query_weights is None else list(query_weights)
-        examples = [(candidates.features, gains, weight)
-                    for (candidates, gains), weight in zip(examples, query_weights) if np.any(gains > 0)]
+        examples = [
+            (candidates.features, gains, weight)
+            for (candidates, gains), weight in zip(examples, query_weights)
+            if np.any(gains > 0)
+        ]
         if not examples:
             raise ValueError("No query with a relevant candidate to fit the ranker on.")
         torch.manual_seed(seed)
@@ -187,8 +243,10 @@ class LinearRanker:
         weights = torch.zeros(len(FEATURES), requires_grad=True)
         optimizer = torch.optim.Adam([weights], lr=learning_rate, weight_decay=1e-4)
         for _ in range(epochs):
-            loss = sum(-share * (target * torch.log_softmax(x @ weights, 0)).sum()
-                       for x, target, share in zip(inputs, targets, shares))
+            loss = sum(
+                -share * (target * torch.log_softmax(x @ weights, 0)).sum()
+                for x, target, share in zip(inputs, targets, shares)
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

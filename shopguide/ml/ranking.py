@@ -134,8 +134,17 @@ class VersionRanking:
     optional: the ``fusion`` (a ``LinearRanker``), the search ``memory`` and the ``reranker``
     (a ``CrossEncoder`` blended in at ``reranker_weight``)."""
 
-    def __init__(self, encoder, catalogue, vectors, fusion=None, memory=None, reranker=None, reranker_weight=0.0,
-                 rerank_depth=RERANK_DEPTH):
+    def __init__(
+        self,
+        encoder,
+        catalogue,
+        vectors,
+        fusion=None,
+        memory=None,
+        reranker=None,
+        reranker_weight=0.0,
+        rerank_depth=RERANK_DEPTH,
+    ):
         self.encoder, self.catalogue, self.fusion, self.memory = encoder, catalogue, fusion, memory
         self.vectors = vectors if hasattr(vectors, "search") else InProcessVectors(vectors)
         self.reranker = reranker if reranker_weight > 0 else None
@@ -161,13 +170,17 @@ class VersionRanking:
         with self.vectors.search(query_vector, catalogue.keys) as cosines:  # the vector search runs meanwhile
             corrected, bm25, trigram, coverage = catalogue.lexical_scores(query)
             hits = bm25_top, trigram_top, _ = lexical_hits(bm25, trigram, coverage)
-            memory = self.memory.votes(query, query_vector, catalogue.positions, len(catalogue.keys)) \
-                if self.memory else None
+            memory = (
+                self.memory.votes(query, query_vector, catalogue.positions, len(catalogue.keys))
+                if self.memory
+                else None
+            )
             voted = memory.top.tolist() if memory else []
             cosine = cosines(set(bm25_top.tolist()) | set(trigram_top.tolist()) | set(voted))
         dense = top_indices(cosine, DEPTH, above=-1.0)  # -1: a position the vector search did not reach
-        found = catalogue.features.candidates(corrected, cosine, bm25, trigram, coverage, hits=hits, memory=memory,
-                                              dense=dense)
+        found = catalogue.features.candidates(
+            corrected, cosine, bm25, trigram, coverage, hits=hits, memory=memory, dense=dense
+        )
         return found, dense, bm25_top, trigram_top, voted, corrected
 
     def rank(self, query, *, keep=None, rerank_budget=None):
@@ -187,9 +200,13 @@ class VersionRanking:
         reranked = self.maybe_rerank(corrected, keys, rerank_budget, time.monotonic() - started)
         lexical = {catalogue.keys[index] for index in bm25_top}
         return Ranked(
-            keys=reranked or keys, fused=keys, dense=[catalogue.keys[index] for index in dense],
-            lexical=lexical, spelling={catalogue.keys[index] for index in trigram_top} - lexical,
-            corrected=corrected, reranked=reranked is not None,
+            keys=reranked or keys,
+            fused=keys,
+            dense=[catalogue.keys[index] for index in dense],
+            lexical=lexical,
+            spelling={catalogue.keys[index] for index in trigram_top} - lexical,
+            corrected=corrected,
+            reranked=reranked is not None,
             terms={key: catalogue.features.terms[catalogue.positions[key]] for key in keys},
             remembered={catalogue.keys[index] for index in voted},
         )
@@ -231,7 +248,7 @@ class VersionRanking:
         keys, out = self.catalogue.keys, {}
         vectors = self.encoder.encode_queries(queries)
         for start in range(0, len(queries), chunk):
-            scores = vectors[start:start + chunk] @ self.vectors.vectors.T
-            for query, row in zip(queries[start:start + chunk], scores):
+            scores = vectors[start : start + chunk] @ self.vectors.vectors.T
+            for query, row in zip(queries[start : start + chunk], scores):
                 out[query] = [keys[i] for i in top_indices(row, depth)]
         return out

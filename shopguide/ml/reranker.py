@@ -26,8 +26,12 @@ class CrossEncoder:
 
     def logits(self, queries, texts, max_length=PAIR_MAX_LENGTH):
         batch = self.tokenizer(
-            list(queries), list(texts), padding=True, truncation="only_second",
-            max_length=max_length, return_tensors="pt",
+            list(queries),
+            list(texts),
+            padding=True,
+            truncation="only_second",
+            max_length=max_length,
+            return_tensors="pt",
         )
         with compute_in(self.bfloat16):
             return self.model(**batch).logits.squeeze(-1).float()
@@ -41,8 +45,8 @@ class CrossEncoder:
             self.model.eval()
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                chunk = texts[start:start + batch_size]
-                scores[start:start + len(chunk)] = self.logits([query] * len(chunk), chunk).numpy()
+                chunk = texts[start : start + batch_size]
+                scores[start : start + len(chunk)] = self.logits([query] * len(chunk), chunk).numpy()
         if was_training:
             self.model.train()
         return scores

@@ -27,7 +27,7 @@ _QUERY_WORD = re.compile(r"\b[^\W\d_]{4,}\b")  # letters only, not touching digi
 
 
 def _deletes(word):
-    return {word[:i] + word[i + 1:] for i in range(len(word))}
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
 def edit_distance(a, b, limit):
@@ -97,8 +97,12 @@ class Speller:
         words, kept = query.split(), []
         while words:  # "closet maid" -> "closetmaid", when the shop writes it so
             word = words.pop(0)
-            if words and (word + words[0]).isalpha() and not (documents_with(word) and documents_with(words[0])) \
-                    and documents_with(word + words[0]) >= 2:
+            if (
+                words
+                and (word + words[0]).isalpha()
+                and not (documents_with(word) and documents_with(words[0]))
+                and documents_with(word + words[0]) >= 2
+            ):
                 word += words.pop(0)
             kept.append(word)
         query = " ".join(kept)

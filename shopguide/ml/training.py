@@ -70,7 +70,7 @@ def make_optimizer(model, config, total_steps):
 def batches_of(items, size, rng):
     items = list(items)
     rng.shuffle(items)
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def fit(model, items, config, batch_loss, stage, progress=None):
@@ -116,13 +116,16 @@ def train_bi_encoder(encoder, pairs, texts, relevant, config=None, progress=None
     def batch_loss(batch):
         keys = [pair.positive for pair in batch] + [key for pair in batch for key in pair.negatives]
         query_vectors = encoder.embed([pair.query for pair in batch], QUERY_MAX_LENGTH)
-        product_vectors = encoder.embed_grouped([texts[key] for key in keys], config.product_max_length,
-                                                 config.padding_groups)
+        product_vectors = encoder.embed_grouped(
+            [texts[key] for key in keys], config.product_max_length, config.padding_groups
+        )
         logits = query_vectors @ product_vectors.T * config.scale
-        false_negatives = torch.tensor([
-            [column != row and key in relevant.get(pair.query, ()) for column, key in enumerate(keys)]
-            for row, pair in enumerate(batch)
-        ])
+        false_negatives = torch.tensor(
+            [
+                [column != row and key in relevant.get(pair.query, ()) for column, key in enumerate(keys)]
+                for row, pair in enumerate(batch)
+            ]
+        )
         logits = logits.masked_fill(false_negatives, float("-inf"))
         return F.cross_entropy(logits, torch.arange(len(batch)))
 

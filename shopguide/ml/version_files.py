@@ -84,8 +84,9 @@ def save(folder, *, encoder, keys, texts, vectors, summary, fusion=None, memory=
     if memory is not None:
         memory.save(folder / MEMORY_FILE)
     np.save(folder / VECTORS_FILE, vectors)
-    (folder / KEYS_FILE).write_text(json.dumps({"keys": list(keys), "texts": list(texts),
-                                                "texts_sha256": texts_digest(keys, texts)}))
+    (folder / KEYS_FILE).write_text(
+        json.dumps({"keys": list(keys), "texts": list(texts), "texts_sha256": texts_digest(keys, texts)})
+    )
     (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
 
 
@@ -99,8 +100,9 @@ def load_fusion(folder):
     return LinearRanker.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
-def load_ranking(folder, catalogue, vectors, *, precision="auto", reranker_weight=0.0, rerank_depth=RERANK_DEPTH,
-                 encoder=None):
+def load_ranking(
+    folder, catalogue, vectors, *, precision="auto", reranker_weight=0.0, rerank_depth=RERANK_DEPTH, encoder=None
+):
     """The version in ``folder`` ranking ``catalogue`` with ``vectors`` (its encoder's vectors
     of the catalogue's products, or a vector search); its reranker only at a weight above 0.
     ``encoder``: one already loaded from this folder, to share."""
@@ -108,8 +110,16 @@ def load_ranking(folder, catalogue, vectors, *, precision="auto", reranker_weigh
     reranker = None
     if reranker_weight > 0 and (folder / RERANKER_FOLDER).is_dir():
         reranker = CrossEncoder(folder / RERANKER_FOLDER, precision)
-    return VersionRanking(encoder or load_encoder(folder, precision), catalogue, vectors, load_fusion(folder),
-                          SearchMemory.load(folder / MEMORY_FILE), reranker, reranker_weight, rerank_depth)
+    return VersionRanking(
+        encoder or load_encoder(folder, precision),
+        catalogue,
+        vectors,
+        load_fusion(folder),
+        SearchMemory.load(folder / MEMORY_FILE),
+        reranker,
+        reranker_weight,
+        rerank_depth,
+    )
 
 
 def load_product_vectors(folder, keys, texts):

@@ -35,8 +35,11 @@ def safe_recommend(query, limit, exclude):
     if not query:
         return []
     try:
-        return recommend(query, exclude=[exclude] if exclude is not None and not isinstance(exclude, (list, tuple))
-                         else exclude or (), limit=limit)
+        return recommend(
+            query,
+            exclude=[exclude] if exclude is not None and not isinstance(exclude, (list, tuple)) else exclude or (),
+            limit=limit,
+        )
     except Exception:
         logger.exception("Recommendations for %r failed; the page shows none.", query)
         return []
@@ -52,14 +55,22 @@ def shopguide_tracking(context, query=None):
     """Attributes that make an element's ``data-shopguide-product`` children report their
     impressions and clicks for ``query`` (load ``shopguide/tracking.js`` on the page)."""
     request = context.get("request")
-    return format_html('data-shopguide-events="{}" data-shopguide-query="{}" data-shopguide-session="{}"',
-                       reverse("shopguide-api:events"), query_from(context, query),
-                       shopper_id(request) if request is not None else "")
+    return format_html(
+        'data-shopguide-events="{}" data-shopguide-query="{}" data-shopguide-session="{}"',
+        reverse("shopguide-api:events"),
+        query_from(context, query),
+        shopper_id(request) if request is not None else "",
+    )
 
 
 @register.inclusion_tag("shopguide/recommendations.html", takes_context=True)
 def shopguide_recommendations(context, query=None, limit=8, exclude=None, title="Recommended for your search"):
     query = query_from(context, query)
     request = context.get("request")
-    return {"query": query, "title": title, "recommendations": safe_recommend(query, limit, exclude),
-            "request": request, "shopper": shopper_id(request) if request is not None else ""}
+    return {
+        "query": query,
+        "title": title,
+        "recommendations": safe_recommend(query, limit, exclude),
+        "request": request,
+        "shopper": shopper_id(request) if request is not None else "",
+    }

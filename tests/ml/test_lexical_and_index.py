@@ -1,4 +1,3 @@
-
 from shopguide.ml.lexical import Analyzer, BM25Index
 
 TEXTS = {

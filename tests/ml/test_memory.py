@@ -7,8 +7,11 @@ from shopguide.ml.memory import SearchMemory
 from shopguide.ml.ranker import FEATURES, FeatureBuilder
 
 # Three past searches as unit vectors along three axes.
-PAST = {"metal drill bits": {"bits": 2.0, "drill": 1.0}, "garden hose": {"hose": 2.0, "reel": 0.0},
-        "led bulb": {"bulb": 2.0}}
+PAST = {
+    "metal drill bits": {"bits": 2.0, "drill": 1.0},
+    "garden hose": {"hose": 2.0, "reel": 0.0},
+    "led bulb": {"bulb": 2.0},
+}
 POSITIONS = {"drill": 0, "bits": 1, "hose": 2, "reel": 3, "bulb": 4}
 
 
@@ -65,8 +68,9 @@ def test_remembered_products_become_candidates_no_retriever_found(memory):
     cosine = np.full(5, -1.0, dtype=np.float32)  # not searched
     query = unit(0.8, 0.6, 0.0, 0.0)
     without = builder.candidates("metal bits", cosine, nothing, nothing, nothing)
-    with_memory = builder.candidates("metal bits", cosine, nothing, nothing, nothing,
-                                     memory=memory.votes("metal bits", query, POSITIONS, 5))
+    with_memory = builder.candidates(
+        "metal bits", cosine, nothing, nothing, nothing, memory=memory.votes("metal bits", query, POSITIONS, 5)
+    )
 
     assert without.indices.tolist() == []
     assert with_memory.indices.tolist() == [1, 2, 0]  # most votes first

@@ -54,7 +54,6 @@ def test_a_ranker_fitted_before_features_were_added_ranks_with_the_ones_it_knows
     assert ranker.order(Candidates(np.arange(3), features)).tolist() == [1, 2, 0]
 
 
-
 def test_query_weights_decide_which_queries_the_fusion_follows():
     # Two queries over the same three candidates that disagree: the first wants the candidate
     # with feature 0 first, the second the one with feature 1.

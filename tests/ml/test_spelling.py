@@ -3,11 +3,28 @@ from shopguide.ml.ranking import CatalogueIndex
 from shopguide.ml.spelling import Speller, edit_distance
 
 TEXTS = [
-    "Cordless Drill 18V", "Cordless Impact Driver", "Cedar Fence Picket", "Vinyl Fence Post", "Cedar Deck Board",
-    "Garage Door Opener", "Garage Door Seal", "ClosetMaid Wire Shelf", "ClosetMaid Shelf Bracket",
-    "Shop Vacuum 5 gal.", "Shop Vacuum Filter", "Cider Vinegar", "Kitchen Faucet", "Kitchen Faucet Spout",
-    "Kitchen Sink", "Garage Door Hinge", "Kitchen Faucet Cartridge", "Kitchen Towel", "Garage Door Remote",
-    "Kitchen Faucet Aerator", "Kitchen Faucet Handle", "Garage Door Spring",
+    "Cordless Drill 18V",
+    "Cordless Impact Driver",
+    "Cedar Fence Picket",
+    "Vinyl Fence Post",
+    "Cedar Deck Board",
+    "Garage Door Opener",
+    "Garage Door Seal",
+    "ClosetMaid Wire Shelf",
+    "ClosetMaid Shelf Bracket",
+    "Shop Vacuum 5 gal.",
+    "Shop Vacuum Filter",
+    "Cider Vinegar",
+    "Kitchen Faucet",
+    "Kitchen Faucet Spout",
+    "Kitchen Sink",
+    "Garage Door Hinge",
+    "Kitchen Faucet Cartridge",
+    "Kitchen Towel",
+    "Garage Door Remote",
+    "Kitchen Faucet Aerator",
+    "Kitchen Faucet Handle",
+    "Garage Door Spring",
 ]
 
 

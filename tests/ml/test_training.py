@@ -29,8 +29,13 @@ def test_bi_encoder_training_raises_ndcg_on_its_pairs(precision):
     before = ranking_metrics(encoder, qrels)
     pairs = [Pair(word, key) for word, key in SLANG.items()] * 4
     relevant = {word: {key} for word, key in SLANG.items()}
-    losses = train_bi_encoder(encoder, pairs, PRODUCTS, relevant,
-                              BiEncoderConfig(epochs=4, batch_size=8, learning_rate=3e-4, warmup_share=0.0))
+    losses = train_bi_encoder(
+        encoder,
+        pairs,
+        PRODUCTS,
+        relevant,
+        BiEncoderConfig(epochs=4, batch_size=8, learning_rate=3e-4, warmup_share=0.0),
+    )
     after = ranking_metrics(encoder, qrels)
     assert losses[-1] < losses[0]
     assert after["ndcg@3"] > before["ndcg@3"] + 0.3
@@ -45,7 +50,9 @@ def test_pipeline_trains_evaluates_and_stores_a_version(tmp_path):
     config = PipelineConfig(
         bi_encoder=BiEncoderConfig(epochs=2, batch_size=4),
         cross_encoder=CrossEncoderConfig(epochs=1, batch_size=8),
-        rerank_depth=4, min_retriever_steps=4, min_ranker_queries=1,
+        rerank_depth=4,
+        min_retriever_steps=4,
+        min_ranker_queries=1,
     )
     stages = set()
     outcome = Pipeline(data, tmp_path / "v1", config, progress=lambda stage, *rest: stages.add(stage)).run()
@@ -63,8 +70,12 @@ def test_pipeline_trains_evaluates_and_stores_a_version(tmp_path):
 
 
 def test_too_few_heldout_queries_to_judge_a_reranker_train_none(tmp_path):
-    data = RecommenderData(PRODUCTS, {word: {key: 2.0} for word, key in SLANG.items()},
-                           train_queries=list(SLANG)[:6], heldout_queries=list(SLANG)[6:])
+    data = RecommenderData(
+        PRODUCTS,
+        {word: {key: 2.0} for word, key in SLANG.items()},
+        train_queries=list(SLANG)[:6],
+        heldout_queries=list(SLANG)[6:],
+    )
     config = PipelineConfig(bi_encoder=BiEncoderConfig(epochs=1, batch_size=4), min_retriever_steps=2)
     stages = set()
     outcome = Pipeline(data, tmp_path / "v1", config, progress=lambda stage, *rest: stages.add(stage)).run()
@@ -92,8 +103,13 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 
 def test_grouped_embedding_equals_plain_embedding_and_keeps_gradients():
     encoder = Encoder(precision="float32")  # exact sums: padding changes bfloat16's rounding
-    texts = ["drill", "a cordless hammer drill with two batteries and a charger in a case", "bulb",
-             "garden hose 50 ft", "x"]
+    texts = [
+        "drill",
+        "a cordless hammer drill with two batteries and a charger in a case",
+        "bulb",
+        "garden hose 50 ft",
+        "x",
+    ]
     plain = encoder.embed(texts, 48)
     grouped = encoder.embed_grouped(texts, 48, groups=2)
     assert grouped.shape == plain.shape
@@ -115,20 +131,23 @@ def test_dense_rankings_for_mining_match_the_full_rankings():
 
 def test_a_shop_with_few_queries_trains_on_all_their_relevant_products(tmp_path):
     keys = list(PRODUCTS)
-    judgments = {"lamp": {key: 2.0 for key in keys[:4]}, "hose": {key: 2.0 for key in keys[4:7]},
-                 "drill": {keys[7]: 2.0, keys[0]: 0.5}}
+    judgments = {
+        "lamp": {key: 2.0 for key in keys[:4]},
+        "hose": {key: 2.0 for key in keys[4:7]},
+        "drill": {keys[7]: 2.0, keys[0]: 0.5},
+    }
     data = RecommenderData(PRODUCTS, judgments, train_queries=list(judgments), heldout_queries=[])
     config = PipelineConfig(hard_negatives=0, max_pairs=100, positives_per_query=1)
     few = Pipeline(data, tmp_path, config).build_pairs(None)
     assert sorted((pair.query, pair.positive) for pair in few) == sorted(
-        (query, key) for query, judged in judgments.items() for key, grade in judged.items() if grade >= 1.0)
+        (query, key) for query, judged in judgments.items() for key, grade in judged.items() if grade >= 1.0
+    )
     # More queries than max_pairs allows for: each gives its top positives_per_query, and
     # max_pairs caps the total.
     capped = Pipeline(data, tmp_path, PipelineConfig(hard_negatives=0, max_pairs=4, positives_per_query=2))
     pairs = capped.build_pairs(None)
     assert len(pairs) == 4
     assert max(Counter(pair.query for pair in pairs).values()) == 2
-
 
 
 def test_the_fusion_is_fitted_on_training_queries_too(tmp_path, monkeypatch):
@@ -139,8 +158,14 @@ def test_the_fusion_is_fitted_on_training_queries_too(tmp_path, monkeypatch):
     data = RecommenderData(PRODUCTS, judgments, train_queries=list(SLANG)[:6], heldout_queries=list(SLANG)[6:])
     fitted_on = []
     fit = pipeline.LinearRanker.fit
-    monkeypatch.setattr(pipeline.LinearRanker, "fit", lambda examples, query_weights: fitted_on.append(
-        [round(weight, 3) for weight in query_weights]) or fit(examples, query_weights=query_weights))
+    monkeypatch.setattr(
+        pipeline.LinearRanker,
+        "fit",
+        lambda examples, query_weights: (
+            fitted_on.append([round(weight, 3) for weight in query_weights])
+            or fit(examples, query_weights=query_weights)
+        ),
+    )
     encoder = Encoder()
     texts = [PRODUCTS[key] for key in keys]
     retriever = VersionRanking(encoder, CatalogueIndex(keys, texts), encoder.encode(texts))
@@ -151,5 +176,8 @@ def test_the_fusion_is_fitted_on_training_queries_too(tmp_path, monkeypatch):
     assert fitted_on == [[0.5] + [0.083] * 6]
     # ... but not for one needing 8, and not with training queries left out.
     assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=8)).fit_ranker(retriever) is None
-    assert Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=4, ranker_train_queries=0)).fit_ranker(retriever) is None
+    assert (
+        Pipeline(data, tmp_path, PipelineConfig(min_ranker_queries=4, ranker_train_queries=0)).fit_ranker(retriever)
+        is None
+    )
     assert len(fitted_on) == 1

@@ -50,6 +50,9 @@ def format_table(results, k):
         if "skipped" in metrics:
             lines.append(f"{name:<18}  skipped: {metrics['skipped']}")
             continue
-        cells = [f"{metrics[column]:>11.3f}" if isinstance(metrics[column], float) else f"{metrics[column]:>11}" for column in columns]
+        cells = [
+            f"{metrics[column]:>11.3f}" if isinstance(metrics[column], float) else f"{metrics[column]:>11}"
+            for column in columns
+        ]
         lines.append(f"{name:<18}" + "".join(cells))
     return "\n".join(lines)

@@ -14,8 +14,11 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", type=int, help="version number to use (default: the active one)")
         parser.add_argument("--activate", action="store_true", help="make that version serve when done")
         parser.add_argument("--sync", action="store_true", help="rescore here instead of on the Celery workers")
-        parser.add_argument("--encode-all", action="store_true",
-                            help="encode every product again, even those whose vector the training run stored")
+        parser.add_argument(
+            "--encode-all",
+            action="store_true",
+            help="encode every product again, even those whose vector the training run stored",
+        )
 
     def handle(self, *args, **options):
         if options["model_version"] is None:
@@ -36,7 +39,9 @@ class Command(BaseCommand):
             return
         bars = ProgressBars(self.stderr._out)
         try:
-            job = operations.rescore_here(model, activate=options["activate"], progress=bars, reuse_vectors=reuse_vectors)
+            job = operations.rescore_here(
+                model, activate=options["activate"], progress=bars, reuse_vectors=reuse_vectors
+            )
         except operations.OperationError as exc:
             raise CommandError(str(exc)) from exc
         finally:

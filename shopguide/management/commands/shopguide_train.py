@@ -17,8 +17,13 @@ class ProgressBars:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, file=self.stream, unit="step" if loss is not None else "item",
-                            mininterval=0.2 if self.stream.isatty() else 15)
+            self.bar = tqdm(
+                total=total,
+                desc=stage,
+                file=self.stream,
+                unit="step" if loss is not None else "item",
+                mininterval=0.2 if self.stream.isatty() else 15,
+            )
         self.bar.update(done - self.bar.n)
         if loss is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -32,16 +37,28 @@ class Command(BaseCommand):
     help = "Fine-tune a new recommender version on the shop's catalogue, judgments and events."
 
     def add_arguments(self, parser):
-        parser.add_argument("--sync", action="store_true", help="train here, with progress bars, instead of on a Celery worker")
+        parser.add_argument(
+            "--sync", action="store_true", help="train here, with progress bars, instead of on a Celery worker"
+        )
         parser.add_argument("--epochs", type=int, help="passes over the training pairs (default 1)")
         parser.add_argument("--max-pairs", type=int, help="cap on (query, product) training pairs (default 36000)")
-        parser.add_argument("--reranker", action=argparse.BooleanOptionalAction, default=None,
-                            help="train a cross-encoder reranker too (default: yes)")
+        parser.add_argument(
+            "--reranker",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="train a cross-encoder reranker too (default: yes)",
+        )
         parser.add_argument("--holdout", type=float, default=0.1, help="share of queries held out for evaluation")
-        parser.add_argument("--unless-trained", action="store_true",
-                            help="do nothing when a version already exists (the demo's first run)")
-        parser.add_argument("--activate", action="store_true",
-                            help="with --sync: rescore the catalogue with the new version and make it serve")
+        parser.add_argument(
+            "--unless-trained",
+            action="store_true",
+            help="do nothing when a version already exists (the demo's first run)",
+        )
+        parser.add_argument(
+            "--activate",
+            action="store_true",
+            help="with --sync: rescore the catalogue with the new version and make it serve",
+        )
 
     def handle(self, *args, **options):
         if not 0 < options["holdout"] < 1:
@@ -53,7 +70,9 @@ class Command(BaseCommand):
             self.stdout.write("A trained version exists; nothing to do.")
             return
         run_options = {"holdout_share": options["holdout"]}
-        run_options.update({name: options[name] for name in ("epochs", "max_pairs", "reranker") if options[name] is not None})
+        run_options.update(
+            {name: options[name] for name in ("epochs", "max_pairs", "reranker") if options[name] is not None}
+        )
         if not options["sync"]:
             if options["activate"]:
                 raise CommandError("--activate needs --sync; activate queued versions from the admin.")
@@ -85,12 +104,16 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Version {model.version} is now active and serving."))
 
     def summary(self, model):
-        lines = [f"Version {model.version} trained ({model.data_counts.get('pairs')} pairs, "
-                 f"{model.data_counts.get('heldout_queries')} held-out queries)."]
+        lines = [
+            f"Version {model.version} trained ({model.data_counts.get('pairs')} pairs, "
+            f"{model.data_counts.get('heldout_queries')} held-out queries)."
+        ]
         lines.append(f"{'held-out nDCG@10':<22}{'before':>8}{'after':>8}")
         for strategy in ("dense", "fusion_only", "hybrid", "hybrid_reranked"):
             before, after = model.ndcg("before", strategy), model.ndcg("after", strategy)
             if after is not None:
                 lines.append(f"{strategy:<22}{'' if before is None else f'{before:.3f}':>8}{after:>8.3f}")
-        lines.append(f"reranker blend weight: {model.reranker_weight:g}" + (" (not used)" if not model.reranker_weight else ""))
+        lines.append(
+            f"reranker blend weight: {model.reranker_weight:g}" + (" (not used)" if not model.reranker_weight else "")
+        )
         return "\n".join(lines)

@@ -1,11 +1,12 @@
 """``recommend()`` and ``similar_products()``: the entry points for template tags, the API and
 the admin.
 
-With an active version whose vectors are in, a query is answered like the evaluation's
-``hybrid`` strategy: the fine-tuned encoder (pgvector's HNSW index, or exact search in
-process), stemmed BM25 and trigram BM25 over the serving texts, fused and ordered by the
-version's learned fusion. Without one, PostgreSQL full-text search over the shop's text fields
-answers, so a shop never shows an error instead of products.
+With an active version whose vectors are in, a query is ranked by the version's ranking
+(``ml.ranking``: the fine-tuned encoder through pgvector's HNSW index or exact search in
+process, stemmed and trigram BM25 over the serving texts, the search memory, the learned
+fusion and the reranker, as the version has them), the same code that evaluated it. Without
+one, PostgreSQL full-text search over the shop's text fields answers (``fulltext``), so a shop
+never shows an error instead of products.
 
 Answers are cached per normalised query, keyed by the serving state, so activating a version,
 a rescore or a product refresh retires every cached list at once. Inside a request the cache

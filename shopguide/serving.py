@@ -1,11 +1,11 @@
 """The active version, loaded for serving and kept in step with the database.
 
-A ``ServingIndex`` holds what ranking needs in the web process: the fine-tuned query encoder,
-the lexical indexes (stemmed BM25, trigram BM25, ranking features) over the serving texts, the
-learned fusion and the search memory, when the version has them. Product vectors stay in
-PostgreSQL where pgvector is installed (an HNSW index finds the nearest ones, while this
-process ranks the query's words: the query is sent in pipeline mode and its rows read
-afterwards); elsewhere they are held here and searched exactly with numpy.
+A ``ServingIndex`` holds the active version's ranking (``ml.ranking.VersionRanking``: the
+code that also evaluated the version and decided its activation) over the serving texts, and
+the keys that may be recommended. Product vectors stay in PostgreSQL where pgvector is
+installed (an HNSW index finds the nearest ones, while this process ranks the query's words:
+the query is sent in pipeline mode and its rows read afterwards); elsewhere they are held
+here and searched exactly with numpy.
 
 ``ServingState`` tells every process what changed: its ``epoch`` moves when a whole set of
 vectors is swapped in or a version is activated (the index is rebuilt, in the background when

@@ -65,7 +65,7 @@ def version_vectors(model, keys, texts, encoder, progress=None):
     vectors = load_product_vectors(model.folder, keys, texts)
     if vectors is not None:
         return vectors
-    known = {key: (text, vector) for key, (text, vector) in stored_vectors_by_key(model.folder).items()}
+    known = stored_vectors_by_key(model.folder)
     rows = ProductVector.objects.filter(model=model).values_list("product_key", "text", "embedding")
     known.update((key, (text, vector)) for key, text, vector in rows.iterator(chunk_size=5000))
     vectors = np.zeros((len(keys), encoder.dimensions), dtype=np.float32)

@@ -54,15 +54,23 @@ def trained_slang_shop(django_db_blocker, tmp_path_factory):
             yield products
         finally:
             ServingIndex.reset()
-            for model in (
-                sg.ProductVector,
-                sg.PendingVector,
-                sg.Rescore,
-                sg.TrainingRun,
-                sg.RecommenderModel,
-                sg.Judgment,
-                sg.SearchEvent,
-                sg.ServingState,
-                Product,
-            ):
-                model.objects.all().delete()
+            empty_the_shop()
+
+
+def empty_the_shop():
+    """Delete what a module's shop fixture committed: shopguide's rows and the demo's products."""
+    from catalog.models import Product
+    from shopguide import models as sg
+
+    for model in (
+        sg.ProductVector,
+        sg.PendingVector,
+        sg.Rescore,
+        sg.TrainingRun,
+        sg.RecommenderModel,
+        sg.Judgment,
+        sg.SearchEvent,
+        sg.ServingState,
+        Product,
+    ):
+        model.objects.all().delete()

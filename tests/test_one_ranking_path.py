@@ -26,6 +26,7 @@ from shopguide.services import recommend
 from shopguide.serving import ServingIndex
 from shopguide.training import serving_rankings
 from shopguide.versions import active_model, version_ranking
+from tests.conftest import empty_the_shop
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "catalog" / "demo_data"
@@ -38,8 +39,6 @@ def judged_demo_shop(django_db_blocker, tmp_path_factory):
     each, as a new shop's first version learns), half of them held out; nothing trained."""
     from django.test import override_settings
 
-    from catalog.models import Product
-
     with override_settings(MEDIA_ROOT=tmp_path_factory.mktemp("media")), django_db_blocker.unblock():
         call_command("load_catalog", str(DEMO_DATA), verbosity=0)
         Judgment.objects.all().delete()
@@ -51,20 +50,7 @@ def judged_demo_shop(django_db_blocker, tmp_path_factory):
         try:
             yield
         finally:
-            from shopguide import models as sg
-
-            for model in (
-                sg.ProductVector,
-                sg.PendingVector,
-                sg.Rescore,
-                sg.TrainingRun,
-                sg.RecommenderModel,
-                sg.Judgment,
-                sg.SearchEvent,
-                sg.ServingState,
-                Product,
-            ):
-                model.objects.all().delete()
+            empty_the_shop()
 
 
 def judge_as_full_text_search_ranks(words):

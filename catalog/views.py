@@ -22,8 +22,13 @@ def home(request):
     return render(request, "catalog/home.html", {"categories": categories, "products": featured})
 
 
+def query_from(request):
+    """The search as typed, without characters PostgreSQL cannot store (NUL)."""
+    return request.GET.get("q", "").replace("\x00", "").strip()[:MAX_QUERY_LENGTH]
+
+
 def search(request):
-    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    query = query_from(request)
     page = None
     all_words_matched = True
     if query:
@@ -55,7 +60,7 @@ def category(request, slug):
 
 def product_detail(request, pk):
     product = get_object_or_404(visible_products(), pk=pk)
-    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH] or request.session.get(LAST_QUERY_SESSION_KEY, "")
+    query = query_from(request) or request.session.get(LAST_QUERY_SESSION_KEY, "")
     remember_search(request, query)
     return render(request, "catalog/product_detail.html", {"product": product, "query": query})
 
@@ -63,7 +68,7 @@ def product_detail(request, pk):
 def search_json(request):
     """The shop's plain full-text search as JSON (the first 8 results): a baseline that
     bench/serving.py loads next to the recommendations API."""
-    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    query = query_from(request)
     results = search_products(query, visible_products().filter(in_stock=True))[0][:8] if query else []
     return JsonResponse({"query": query, "results": [{"product": str(p.pk), "title": p.title} for p in results]})
 

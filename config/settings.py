@@ -3,6 +3,9 @@
 DATABASE_URL       PostgreSQL to use; unset: an embedded PostgreSQL 16 under var/
 CELERY_BROKER_URL  Redis or RabbitMQ broker; unset: an embedded Redis under var/
 SECRET_KEY, DEBUG, ALLOWED_HOSTS, MEDIA_ROOT, TORCH_THREADS
+HTTPS              "1" behind HTTPS: secure cookies, redirect to HTTPS, HSTS (HSTS_SECONDS, default a year;
+                   HSTS_INCLUDE_SUBDOMAINS, HSTS_PRELOAD: "1" to opt in)
+PROXY_COUNT        proxies of yours in front of the server (the events throttle's client address)
 """
 
 import os
@@ -99,7 +102,23 @@ CACHES = {
         "LOCATION": "shopguide_cache",
         "OPTIONS": {"MAX_ENTRIES": 3000, "CULL_FREQUENCY": 3},
     },
+    # The events throttle's counters, apart: many clients cannot cull recommendations out.
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "shopguide_throttle_cache",
+        "OPTIONS": {"MAX_ENTRIES": 10000, "CULL_FREQUENCY": 3},
+    },
 }
+
+# Behind HTTPS (HTTPS=1): cookies only over HTTPS, plain HTTP redirected, browsers told to keep
+# to HTTPS (HSTS). The proxy that ends TLS must set X-Forwarded-Proto.
+if env_bool("HTTPS", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS", 365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -128,6 +147,8 @@ SHOPGUIDE = {
     "TEXT_FIELDS": ["title", "category__name", "brand__name", "description"],
     "AVAILABILITY_FIELD": "in_stock",
     "EXTERNAL_ID_FIELD": "external_id",
+    "THROTTLE_CACHE": "throttle",
+    "PROXY_COUNT": int(os.environ.get("PROXY_COUNT", 0)),
     "TORCH_THREADS": int(os.environ["TORCH_THREADS"]) if os.environ.get("TORCH_THREADS") else None,
     # "none" lifts the per-client limit on posted events (load tests from one address).
     "EVENTS_RATE": None
@@ -135,9 +156,13 @@ SHOPGUIDE = {
     else os.environ.get("EVENTS_RATE", "120/min"),
 }
 
+# shopguide's messages and every server error (Django's request logger) go to the console.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"shopguide": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "shopguide": {"handlers": ["console"], "level": "INFO"},
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+    },
 }

@@ -11,6 +11,7 @@ Every error has one shape: ``{"error": {"status", "code", "message", "fields"}}`
 
 import json
 
+from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.db import transaction
 from django.http import HttpResponse
@@ -18,9 +19,10 @@ from django.utils import timezone
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import authentication, generics, serializers, status
-from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView, exception_handler
@@ -32,6 +34,7 @@ from .models import RecommenderModel, SearchEvent, TrainingRun
 from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend, serving_state
 
 MAX_EVENTS_PER_REQUEST = 100
+MAX_BODY = 128 * 1024  # bytes: 100 events with the longest fields fit
 MAX_EXCLUDED = 50
 
 
@@ -56,22 +59,38 @@ def shopguide_exception_handler(exc, context):
     return response
 
 
-class BasicAuthentication(authentication.BasicAuthentication):
-    """HTTP Basic, refusing credentials PostgreSQL cannot even look up (a NUL character made
-    DRF's own class fail with a server error)."""
+class StaffWithViewPermission(BasePermission):
+    """Staff who may view the endpoint's model in the admin (``shopguide.view_<model>``)."""
 
-    def authenticate_credentials(self, userid, password, request=None):
-        if "\x00" in userid or "\x00" in password:
-            raise AuthenticationFailed("Invalid username/password.")
-        return super().authenticate_credentials(userid, password, request)
+    def has_permission(self, request, view):
+        user, opts = request.user, view.queryset.model._meta
+        return bool(user and user.is_staff and user.has_perm(f"{opts.app_label}.view_{opts.model_name}"))
+
+
+class JSONBodyParser(JSONParser):
+    """JSON only (other media types get a 415), refused with a 400 in the API's error shape,
+    not a server error, when larger than ``MAX_BODY`` or nested too deeply to parse."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        if request is not None and int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+            raise ParseError(
+                f"The body is larger than {MAX_BODY} bytes: send at most {MAX_EVENTS_PER_REQUEST} events per request."
+            )
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON parse error - nested too deeply.") from exc
 
 
 class ShopguideView:
-    """Shared by every shopguide view: the OpenAPI schema, session or HTTP Basic sign-in and
-    the one error shape, whatever the host project's REST_FRAMEWORK settings are."""
+    """Shared by every shopguide view: the OpenAPI schema, the one error shape and sign-in by
+    the shop's session only (no HTTP Basic: it would let strangers make the server hash
+    passwords, and test them, at will), whatever the host project's REST_FRAMEWORK settings are."""
 
     schema = AutoSchema()
-    authentication_classes = [authentication.SessionAuthentication, BasicAuthentication]
+    authentication_classes = [authentication.SessionAuthentication]
+    parser_classes = [JSONBodyParser]
 
     def get_exception_handler(self):
         return shopguide_exception_handler
@@ -117,6 +136,7 @@ setting_changed.connect(_forget_answers, dispatch_uid="shopguide.api.forget_answ
 
 
 class RecommendationsView(ShopguideView, APIView):
+    authentication_classes = []  # public: nobody signs in to read recommendations
     permission_classes = [AllowAny]
 
     def dispatch(self, request, *args, **kwargs):
@@ -235,17 +255,49 @@ def validate_events(data):
     return valid
 
 
+def client_address(request):
+    """The client's address: the connection's (``REMOTE_ADDR``), or, behind ``PROXY_COUNT``
+    proxies of the shop's own, the address the outermost of them saw (that many entries
+    from the right of ``X-Forwarded-For``; entries further left are the client's word)."""
+    proxies = shopguide_settings.PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR", "")
+
+
 class EventsThrottle(SimpleRateThrottle):
-    """Per client (address or authenticated user), at ``SHOPGUIDE["EVENTS_RATE"]``. The
-    address is only part of a short-lived cache key; it is never stored with an event."""
+    """At most ``SHOPGUIDE["EVENTS_RATE"]`` events per client (``client_address``), each event
+    of a request counted. The counters live in the ``THROTTLE_CACHE`` alias, apart from the
+    answers, so a flood of clients cannot evict cached recommendations. The address is only
+    part of a short-lived cache key; it is never stored with an event."""
 
     scope = "shopguide_events"
+
+    def __init__(self):
+        self.cache = caches[shopguide_settings.THROTTLE_CACHE]
+        super().__init__()
 
     def get_rate(self):
         return shopguide_settings.EVENTS_RATE
 
     def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        events = len(request.data) if isinstance(request.data, list) else 1
+        if len(self.history) + events > self.num_requests:
+            return self.throttle_failure()
+        self.history[:0] = [self.now] * events
+        self.cache.set(self.key, self.history, self.duration)
+        return True
 
 
 class EventsView(ShopguideView, APIView):
@@ -323,27 +375,27 @@ class Pages(PageNumberPagination):
 
 
 class RecommenderModelList(ShopguideView, generics.ListAPIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithViewPermission]
     pagination_class = Pages
     serializer_class = RecommenderModelSerializer
     queryset = RecommenderModel.objects.all()
 
 
 class RecommenderModelDetail(ShopguideView, generics.RetrieveAPIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithViewPermission]
     serializer_class = RecommenderModelSerializer
     queryset = RecommenderModel.objects.all()
     lookup_field = "version"
 
 
 class TrainingRunList(ShopguideView, generics.ListAPIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithViewPermission]
     pagination_class = Pages
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("model")
 
 
 class TrainingRunDetail(ShopguideView, generics.RetrieveAPIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithViewPermission]
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("model")

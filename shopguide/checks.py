@@ -1,5 +1,6 @@
 """System checks that name mistakes in the ``SHOPGUIDE`` settings."""
 
+from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
@@ -38,6 +39,22 @@ def check_settings(app_configs=None, **kwargs):
             Error(
                 f'SHOPGUIDE["PRECISION"] is {shopguide_settings.PRECISION!r}; use one of {", ".join(map(repr, PRECISIONS))}.',
                 id="shopguide.E006",
+            )
+        )
+    proxies = shopguide_settings.PROXY_COUNT
+    if not isinstance(proxies, int) or isinstance(proxies, bool) or proxies < 0:
+        errors.append(
+            Error(
+                f'SHOPGUIDE["PROXY_COUNT"] is {proxies!r}; use the number of your own proxies (0 or more).',
+                id="shopguide.E007",
+            )
+        )
+    if shopguide_settings.THROTTLE_CACHE not in settings.CACHES:
+        errors.append(
+            Error(
+                f'SHOPGUIDE["THROTTLE_CACHE"] is {shopguide_settings.THROTTLE_CACHE!r}, which is not '
+                f"an alias of CACHES ({', '.join(map(repr, settings.CACHES))}).",
+                id="shopguide.E008",
             )
         )
     try:

@@ -50,8 +50,16 @@ DEFAULTS = {
     "RESCORE_CHUNK_SIZE": 1000,
     # After a rescore, precompute recommendations for this many of the most searched queries.
     "WARM_QUERIES": 100,
-    # Most events one client may post to the API (DRF rate: "120/min", "10/s"); None: no limit.
+    # Most events one client may post to the API (DRF rate: "120/min", "10/s"), each event of
+    # a request counted; None: no limit.
     "EVENTS_RATE": "120/min",
+    # Proxies of the shop's own in front of Django (load balancer, CDN): 0 takes the client's
+    # address from the connection (REMOTE_ADDR); N takes the address the outermost of N proxies
+    # saw, the Nth entry from the right of X-Forwarded-For (what is left of it, the client wrote).
+    "PROXY_COUNT": 0,
+    # Cache alias for the events throttle's counters; give it a cache of its own (another
+    # table, database or Redis) so that many clients cannot crowd recommendations out.
+    "THROTTLE_CACHE": "default",
     # torch intra-op threads for training and encoding; None leaves torch's default.
     "TORCH_THREADS": None,
     # Number format of the transformers' matrix products: "bfloat16" (2-3x faster training and

@@ -254,10 +254,12 @@ def shopper_id(request):
 
 
 def remember_search(request, query):
-    """Keep the shopper's last search in the session, for the product pages they open next."""
+    """Keep the shopper's last search in their session, for the product pages they open next;
+    a shopper without a session gets none for it (a search must not cost a stored row)."""
     query = " ".join(str(query).split())[:MAX_QUERY_LENGTH]
-    if query and getattr(request, "session", None) is not None:
-        request.session[LAST_QUERY_SESSION_KEY] = query
+    session = getattr(request, "session", None)
+    if query and session is not None and session.session_key:
+        session[LAST_QUERY_SESSION_KEY] = query
 
 
 def recommend(query, *, user=None, exclude=(), limit=8):

@@ -62,6 +62,9 @@ class Speller:
             documents.update({word for word in _WORD.findall(text.lower()) if len(word) >= min_length})
         words = sorted(word for word, count in documents.items() if count >= min_documents)
         self.words = tuple(words)
+        # Longer words are left as typed: no catalogue word is within two edits of them, and
+        # looking would cost a stranger's long word many candidate probes.
+        self.longest_correctable = max(map(len, words), default=0) + 2
         self.documents = np.array([documents[word] for word in words], dtype=np.int32)
         hashes, owners = [], []
         for number, word in enumerate(words):
@@ -109,7 +112,7 @@ class Speller:
 
         def fix(match):
             word = match.group()
-            if documents_with(word):
+            if len(word) > self.longest_correctable or documents_with(word):
                 return word
             closest = self.closest(word)
             if closest:

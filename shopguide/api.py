@@ -17,7 +17,7 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import authentication, generics, serializers, status
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -59,6 +59,32 @@ def shopguide_exception_handler(exc, context):
     return response
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape (documented in the schema for every error an endpoint answers)."""
+
+    class Detail(serializers.Serializer):
+        status = serializers.IntegerField()
+        code = serializers.CharField(help_text='"invalid", "parse_error", "throttled", "not_found", ...')
+        message = serializers.CharField()
+        fields = serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text='Each rejected field and its messages ("2.product" for the third event of a list).',
+        )
+
+    error = Detail()
+
+
+class ShopguideSchema(AutoSchema):
+    """The OpenAPI operation of a shopguide view, with the errors it answers (its
+    ``error_statuses``) documented in the one error shape."""
+
+    def _get_response_bodies(self, direction="response"):
+        bodies = super()._get_response_bodies(direction)
+        for status_code in getattr(self.view, "error_statuses", ()):
+            bodies.setdefault(str(status_code), self._get_response_for_code(ErrorSerializer, str(status_code)))
+        return bodies
+
+
 class StaffWithViewPermission(BasePermission):
     """Staff who may view the endpoint's model in the admin (``shopguide.view_<model>``)."""
 
@@ -88,8 +114,9 @@ class ShopguideView:
     the shop's session only (no HTTP Basic: it would let strangers make the server hash
     passwords, and test them, at will), whatever the host project's REST_FRAMEWORK settings are."""
 
-    schema = AutoSchema()
+    schema = ShopguideSchema()
     authentication_classes = [authentication.SessionAuthentication]
+    error_statuses = (403,)  # staff endpoints: anonymous, non-staff or without the view permission
     parser_classes = [JSONBodyParser]
 
     def get_exception_handler(self):
@@ -138,6 +165,7 @@ setting_changed.connect(_forget_answers, dispatch_uid="shopguide.api.forget_answ
 class RecommendationsView(ShopguideView, APIView):
     authentication_classes = []  # public: nobody signs in to read recommendations
     permission_classes = [AllowAny]
+    error_statuses = (400, 429)
 
     def dispatch(self, request, *args, **kwargs):
         # A search with plain parameters is answered before DRF's machinery runs, unless the
@@ -150,14 +178,18 @@ class RecommendationsView(ShopguideView, APIView):
 
     @extend_schema(
         parameters=[RecommendationQuery],
-        responses=inline_serializer(
-            "Recommendations",
-            {
-                "query": serializers.CharField(),
-                "model_version": serializers.IntegerField(allow_null=True),
-                "results": RecommendationSerializer(many=True),
-            },
-        ),
+        responses={
+            200: inline_serializer(
+                "Recommendations",
+                {
+                    "query": serializers.CharField(),
+                    "model_version": serializers.IntegerField(
+                        allow_null=True, help_text="The version that ranked the answer; null for full-text search."
+                    ),
+                    "results": RecommendationSerializer(many=True),
+                },
+            ),
+        },
         summary="Recommended products for a search",
     )
     def get(self, request):
@@ -307,11 +339,19 @@ class EventsView(ShopguideView, APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
     throttle_classes = [EventsThrottle]
+    error_statuses = (400, 415, 429)
 
     @extend_schema(
-        request=EventSerializer(many=True),
-        responses={201: inline_serializer("EventsStored", {"stored": serializers.IntegerField()})},
-        summary="Record shopper events (one object or a list)",
+        request=PolymorphicProxySerializer(
+            component_name="Events",
+            serializers=[EventSerializer, EventSerializer(many=True)],
+            resource_type_field_name=None,
+            many=False,
+        ),
+        responses={
+            201: inline_serializer("EventsStored", {"stored": serializers.IntegerField()}),
+        },
+        summary="Record shopper events (one object or a list of up to 100)",
     )
     def post(self, request):
         events = validate_events(request.data)
@@ -382,6 +422,7 @@ class RecommenderModelList(ShopguideView, generics.ListAPIView):
 
 
 class RecommenderModelDetail(ShopguideView, generics.RetrieveAPIView):
+    error_statuses = (403, 404)
     permission_classes = [StaffWithViewPermission]
     serializer_class = RecommenderModelSerializer
     queryset = RecommenderModel.objects.all()
@@ -396,6 +437,7 @@ class TrainingRunList(ShopguideView, generics.ListAPIView):
 
 
 class TrainingRunDetail(ShopguideView, generics.RetrieveAPIView):
+    error_statuses = (403, 404)
     permission_classes = [StaffWithViewPermission]
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("model")

@@ -104,8 +104,9 @@ def after_training(model, policy):
 
     better, comparison = activation_verdict(model)
     go = policy == "always" or (policy == "if_better" and better)
-    decision = {"always": 'activated (AUTO_ACTIVATE is "always")', "never": 'left inactive (AUTO_ACTIVATE is "never")'}
-    verdict = f"{comparison} {decision.get(policy) or ('Activated.' if go else 'Not activated.')}"
+    verdict = f"{comparison} {'Activated' if go else 'Not activated'}" + (
+        "." if policy == "if_better" else f' (AUTO_ACTIVATE is "{policy}").'
+    )
     RecommenderModel.objects.filter(pk=model.pk).update(activation=verdict)
     model.activation = verdict
     if go:

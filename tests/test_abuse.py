@@ -181,3 +181,23 @@ def test_the_demo_passes_the_deployment_checks_behind_https(products):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_documents_every_answer_and_both_event_bodies(client, products):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    paths = schema["paths"]
+    answers = {
+        path: set(operations[method]["responses"])
+        for path, operations in paths.items()
+        for method in operations
+        if method in ("get", "post")
+    }
+    assert answers["/api/shopguide/recommendations/"] == {"200", "400", "429"}
+    assert answers["/api/shopguide/events/"] == {"201", "400", "415", "429"}
+    assert answers["/api/shopguide/models/"] == {"200", "403"}
+    assert answers["/api/shopguide/models/{version}/"] == {"200", "403", "404"}
+    error = paths["/api/shopguide/events/"]["post"]["responses"]["429"]["content"]["application/json"]["schema"]
+    assert error["$ref"].endswith("/Error")
+    body = paths["/api/shopguide/events/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    shapes = body.get("oneOf") or schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["oneOf"]
+    assert sorted(shape.get("type", "object") for shape in shapes) == ["array", "object"]

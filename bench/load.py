@@ -7,7 +7,7 @@ by gunicorn as in bench/serving.py (per-client event throttling lifted: every re
 from 127.0.0.1). Each simulated shopper searches (a real query, so most answers are computed,
 some cached), then posts an impression of every recommendation and a click on one, and starts
 again. Afterwards the events stored in PostgreSQL are counted against the events the server
-acknowledged. Prints a table, writes ``bench/results/load.{json,md}`` and README's table.
+acknowledged. Prints a table, writes ``bench/results/load.{json,md}`` and bench/README.md's table.
 """
 
 import argparse

@@ -1,5 +1,5 @@
-"""Where a benchmark's figures go: bench/results/NAME.json and .md, and README's table
-between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``."""
+"""Where a benchmark's figures go: bench/results/NAME.json and .md, and the table of
+bench/README.md between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``."""
 
 import json
 from pathlib import Path
@@ -13,7 +13,7 @@ def publish(name, results, markdown):
     (out / f"{name}.json").write_text(json.dumps(results, indent=2))
     (out / f"{name}.md").write_text(markdown + "\n")
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    readme = ROOT / "README.md"
+    readme = ROOT / "bench" / "README.md"
     text = readme.read_text()
     if start in text and end in text:
         head, rest = text.split(start, 1)

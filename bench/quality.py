@@ -7,7 +7,7 @@ For each dataset it makes a fresh database, loads the folder, trains with
 activates the version and runs ``shopguide_evaluate --json`` on the held-out split
 (homedepot ``dev``, crowdflower ``test``), all through the project's own commands. It
 prints a table, writes ``bench/results/quality.json`` and ``quality.md``, and refreshes
-README's quality table.
+bench/README.md's quality table.
 Baselines and shopguide are measured side by side in the same run.
 """
 

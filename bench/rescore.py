@@ -15,7 +15,7 @@ encoder and two workers use the two cores. In one run it measures:
   worker process, then by two, from sending the task to the swap; then the HNSW index rebuild
   that follows the swap, which blocks nobody and is reported apart.
 
-It prints a table, writes ``bench/results/rescore.{json,md}`` and refreshes README's table.
+It prints a table, writes ``bench/results/rescore.{json,md}`` and refreshes bench/README.md's table.
 """
 
 import argparse

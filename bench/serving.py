@@ -17,7 +17,7 @@ generator in this process, and measures, side by side in one run:
   PostgreSQL full-text search endpoint under the same load;
 - the web worker's resident memory with the model loaded; the reranker's added latency.
 
-It prints a table, writes ``bench/results/serving.{json,md}`` and refreshes README's table.
+It prints a table, writes ``bench/results/serving.{json,md}`` and refreshes bench/README.md's table.
 """
 
 import argparse

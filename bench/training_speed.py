@@ -10,7 +10,7 @@ Reads the Home Depot files directly (no database) and measures, with 2 torch thr
 - the same steps in float32 vs bfloat16 matrix products (``PRECISION``);
 - encoding catalogue titles in float32 vs bfloat16, and how far the vectors differ.
 
-It prints a table and writes ``bench/results/training_speed.{json,md}`` and README's table.
+It prints a table and writes ``bench/results/training_speed.{json,md}`` and bench/README.md's table.
 """
 
 import argparse

@@ -59,3 +59,20 @@ def test_unknown_keys_and_bad_adapter_path():
 def test_an_unknown_precision_is_an_error():
     assert error_ids(**VALID, PRECISION="float32") == []
     assert error_ids(**VALID, PRECISION="half") == ["shopguide.E006"]
+
+
+def test_proxy_count_and_throttle_cache_are_checked():
+    assert error_ids(**VALID, PROXY_COUNT=2, THROTTLE_CACHE="throttle") == []
+    for wrong in (-1, "1", 1.5, True):
+        assert error_ids(**VALID, PROXY_COUNT=wrong) == ["shopguide.E007"], wrong
+    assert error_ids(**VALID, THROTTLE_CACHE="redis") == ["shopguide.E008"]
+
+
+def test_caches_derived_from_settings_follow_them():
+    from shopguide.api import responses
+    from shopguide.serving import ServingIndex
+
+    responses.set("an answer", b"{}", 60)
+    ServingIndex._current = "an index"
+    with override_settings(SHOPGUIDE={**VALID, "PRECISION": "float32"}):
+        assert responses.get("an answer") is None and ServingIndex._current is None

@@ -5,6 +5,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from shopguide import serving
 from shopguide.models import RecommenderModel, SearchEvent, ServingState, TrainingRun
 from shopguide.serving import ServingIndex
 from tests.conftest import trained_slang_shop
@@ -160,7 +161,10 @@ def test_credentials_with_a_nul_character_are_no_server_error(client, products):
     assert response.status_code == 403 and response.json()["error"]["code"] == "not_authenticated"
 
 
-def test_a_repeated_search_is_answered_without_touching_the_database(client, products, django_assert_num_queries):
+def test_a_repeated_search_is_answered_without_touching_the_database(
+    client, products, django_assert_num_queries, monkeypatch
+):
+    monkeypatch.setattr(serving, "STATE_TTL", 60)  # within the state's lifetime, however slow the machine
     word = trained_word()
     first = client.get(URL, {"q": word, "limit": 4}).json()
     with django_assert_num_queries(0):

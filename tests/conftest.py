@@ -58,8 +58,8 @@ def trained_slang_shop(django_db_blocker, tmp_path_factory):
 
 
 def empty_the_shop():
-    """Delete what a module's shop fixture committed: shopguide's rows and the demo's products."""
-    from catalog.models import Product
+    """Delete what a module's shop fixture committed: shopguide's rows and the demo's catalogue."""
+    from catalog.models import Brand, Category, Product
     from shopguide import models as sg
 
     for model in (
@@ -72,5 +72,7 @@ def empty_the_shop():
         sg.SearchEvent,
         sg.ServingState,
         Product,
+        Category,
+        Brand,
     ):
         model.objects.all().delete()

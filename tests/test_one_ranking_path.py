@@ -2,12 +2,8 @@
 first version that does no better than full-text search from going live. Real PostgreSQL, the
 demo catalogue, versions trained for these tests."""
 
-import os
 import random
 import re
-import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -121,46 +117,3 @@ def test_serving_evaluation_and_the_gate_rank_alike(trained, vector_path):
         served = [source.key(item.product) for item in recommend(query, limit=COMPARED)]
         assert served == evaluation[query].keys[:COMPARED] == gate[query][:COMPARED], query
     assert ServingIndex.get().ranking.memory is not None  # the search memory took part
-
-
-def test_every_answer_names_the_version_that_ranked_it(trained, transactional_db, monkeypatch, client, settings):
-    """After an activation, a web process still rebuilding its index answers with the old
-    version, while the shared cache fills with the new one's answers (the worker's warm-up):
-    each answer is labelled with the version that ranked it. Runs last: it commits."""
-    from tests.test_worker import database_url
-
-    folder = trained.folder.parent / "v2"
-    shutil.copytree(trained.folder, folder)
-    second = RecommenderModel.objects.create(
-        version=trained.version + 1,
-        base_model=trained.base_model,
-        checksum=trained.checksum,
-        artifact_path=Path(trained.artifact_path).with_name("v2").as_posix(),
-    )
-    monkeypatch.setattr(serving, "STATE_TTL", 0)
-    ServingIndex.reset()
-    cache.clear()
-    url = "/api/shopguide/recommendations/?q="
-    assert client.get(url + "lamp").json()["model_version"] == trained.version
-    # This process keeps its index (a rebuild in the background not yet done) ...
-    monkeypatch.setattr(ServingIndex, "rebuild_in_background", classmethod(lambda cls, epoch, changes: None))
-    operations.rescore_here(second, activate=True)
-    # ... while another process, serving the new version, fills the shared cache.
-    env = dict(os.environ, DATABASE_URL=database_url(), MEDIA_ROOT=str(settings.MEDIA_ROOT), TORCH_THREADS="1")
-    subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "-c",
-            "from shopguide.services import recommend; print(recommend('garden hose').model_version)",
-        ],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    assert client.get(url + "garden+hose").json()["model_version"] == second.version  # from the shared cache
-    assert client.get(url + "desk+lamp").json()["model_version"] == trained.version  # ranked here
-    assert ServingIndex.get().model.version == trained.version

@@ -62,9 +62,11 @@ class Speller:
             documents.update({word for word in _WORD.findall(text.lower()) if len(word) >= min_length})
         words = sorted(word for word, count in documents.items() if count >= min_documents)
         self.words = tuple(words)
-        # Longer words are left as typed: no catalogue word is within two edits of them, and
-        # looking would cost a stranger's long word many candidate probes.
-        self.longest_correctable = max(map(len, words), default=0) + 2
+        # No catalogue word is within two edits of a longer word, and looking would cost a
+        # stranger's long word many candidate probes; two catalogue words joined are at most
+        # twice the longest.
+        longest = max(map(len, words), default=0)
+        self.longest_correctable, self.longest_joined = longest + 2, 2 * longest
         self.documents = np.array([documents[word] for word in words], dtype=np.int32)
         hashes, owners = [], []
         for number, word in enumerate(words):
@@ -112,9 +114,9 @@ class Speller:
 
         def fix(match):
             word = match.group()
-            if len(word) > self.longest_correctable or documents_with(word):
+            if len(word) > self.longest_joined or documents_with(word):
                 return word
-            closest = self.closest(word)
+            closest = self.closest(word) if len(word) <= self.longest_correctable else None
             if closest:
                 return closest
             splits = [(min(documents_with(word[:i]), documents_with(word[i:])), i) for i in range(3, len(word) - 2)]

@@ -1,8 +1,9 @@
 """The REST API under ``/api/shopguide/`` (include ``shopguide.urls``).
 
 - ``GET recommendations/?q=&limit=&exclude=``: anyone; recommendations for a search.
-- ``POST events/``: anyone, throttled per client; one event or a list of up to 100, stored
-  all or nothing. No IP address is stored.
+- ``POST events/``: the shop's own pages, with the shopper token they were rendered with
+  (``X-Shopguide-Token``); impressions and clicks, one event or a list of up to 100, stored
+  all or nothing; throttled per client. No IP address is stored.
 - ``GET models/``, ``GET training-runs/``: staff only; versions and training runs, read-only.
 
 Every error has one shape: ``{"error": {"status", "code", "message", "fields"}}``, where
@@ -10,16 +11,20 @@ Every error has one shape: ``{"error": {"status", "code", "message", "fields"}}`
 """
 
 import json
+from urllib.parse import urlsplit
 
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import authentication, generics, serializers, status
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, ParseError, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, BasePermission
@@ -32,6 +37,7 @@ from .conf import shopguide_settings
 from .ml.text import normalize_query
 from .models import RecommenderModel, SearchEvent, TrainingRun
 from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend, serving_state
+from .shoppers import TOKEN_HEADER, InvalidToken, Shopper, client_address, read_token
 
 MAX_EVENTS_PER_REQUEST = 100
 MAX_BODY = 128 * 1024  # bytes: 100 events with the longest fields fit
@@ -254,11 +260,19 @@ class RecommendationsView(ShopguideView, APIView):
         return {"model_version": items.model_version, "results": results}
 
 
+PUBLIC_EVENTS = (SearchEvent.Kind.IMPRESSION, SearchEvent.Kind.CLICK)
+
+
 class EventSerializer(serializers.Serializer):
     query = serializers.CharField(max_length=MAX_QUERY_LENGTH)
     product = serializers.CharField(max_length=64, help_text="The product's id, as the recommendations give it.")
-    event = serializers.ChoiceField(choices=SearchEvent.Kind.choices)
-    session = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    event = serializers.ChoiceField(
+        choices=[(kind.value, kind.label) for kind in PUBLIC_EVENTS],
+        error_messages={
+            "invalid_choice": '"{input}" is not an event this endpoint takes: it takes impressions and clicks; '
+            "the shop's own server records add-to-cart and purchases."
+        },
+    )
 
 
 def validate_events(data):
@@ -285,17 +299,6 @@ def validate_events(data):
     if fields:
         raise ValidationError(fields)
     return valid
-
-
-def client_address(request):
-    """The client's address: the connection's (``REMOTE_ADDR``), or, behind ``PROXY_COUNT``
-    proxies of the shop's own, the address the outermost of them saw (that many entries
-    from the right of ``X-Forwarded-For``; entries further left are the client's word)."""
-    proxies = shopguide_settings.PROXY_COUNT
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if proxies and len(forwarded) >= proxies:
-        return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR", "")
 
 
 class EventsThrottle(SimpleRateThrottle):
@@ -332,14 +335,71 @@ class EventsThrottle(SimpleRateThrottle):
         return True
 
 
-class EventsView(ShopguideView, APIView):
-    """Shoppers' impressions, clicks, add-to-carts and purchases of recommended products.
-    Unauthenticated on purpose (no session, so no CSRF token is needed from a shop page)."""
+class ShopperTokenAuthentication(authentication.BaseAuthentication):
+    """The shopper named by the request's ``X-Shopguide-Token`` (``request.auth``, a
+    ``shoppers.Shopper``); a forged or expired token is refused with a 403."""
 
-    authentication_classes = []
-    permission_classes = [AllowAny]
+    def authenticate(self, request):
+        token = request.headers.get(TOKEN_HEADER)
+        if not token:
+            return None
+        try:
+            shopper = read_token(token)
+        except InvalidToken as exc:
+            raise AuthenticationFailed(str(exc), code=exc.code) from exc
+        return AnonymousUser(), shopper
+
+
+class ShopperTokenScheme(OpenApiAuthenticationExtension):
+    target_class = ShopperTokenAuthentication
+    name = "shopperToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": TOKEN_HEADER,
+            "description": "The shopper token a shop page was rendered with (data-shopguide-token).",
+        }
+
+
+class SameSite(BasePermission):
+    """Refuses requests that a page of another site makes a shopper's browser send: those that
+    say so (``Sec-Fetch-Site: cross-site``) and those from an ``Origin`` other than this
+    host's (or one of ``CSRF_TRUSTED_ORIGINS``)."""
+
+    def has_permission(self, request, view):
+        origin = request.headers.get("Origin")
+        cross_site = request.headers.get("Sec-Fetch-Site") == "cross-site" or (
+            origin is not None
+            and urlsplit(origin).netloc != request.get_host()
+            and origin not in settings.CSRF_TRUSTED_ORIGINS
+        )
+        if cross_site:
+            raise PermissionDenied("Events are taken from the shop's own pages only.", code="cross_site")
+        return True
+
+
+class VerifiedShopper(BasePermission):
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, Shopper):
+            raise PermissionDenied(
+                f"Send the shopper token the page was rendered with in the {TOKEN_HEADER} header.",
+                code="no_shopper_token",
+            )
+        return True
+
+
+class EventsView(ShopguideView, APIView):
+    """Shoppers' impressions and clicks of recommended products, posted by the tracking script
+    of the shop's own pages with the shopper token they were rendered with (no session, so no
+    CSRF token is needed). Add-to-cart and purchases come from the shop's server
+    (``services.record_purchase``)."""
+
+    authentication_classes = [ShopperTokenAuthentication]
+    permission_classes = [SameSite, VerifiedShopper]
     throttle_classes = [EventsThrottle]
-    error_statuses = (400, 415, 429)
+    error_statuses = (400, 403, 415, 429)
 
     @extend_schema(
         request=PolymorphicProxySerializer(
@@ -351,7 +411,7 @@ class EventsView(ShopguideView, APIView):
         responses={
             201: inline_serializer("EventsStored", {"stored": serializers.IntegerField()}),
         },
-        summary="Record shopper events (one object or a list of up to 100)",
+        summary="Record shopper impressions and clicks (one object or a list of up to 100)",
     )
     def post(self, request):
         events = validate_events(request.data)
@@ -364,7 +424,8 @@ class EventsView(ShopguideView, APIView):
                         query_norm=normalize_query(event["query"]),
                         product_key=event["product"],
                         event=event["event"],
-                        session=event["session"],
+                        session=request.auth.id,
+                        voter=request.auth.voter,
                         created_at=now,
                     )
                     for event in events

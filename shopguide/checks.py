@@ -49,6 +49,10 @@ def check_settings(app_configs=None, **kwargs):
                 id="shopguide.E007",
             )
         )
+    for name, error_id in (("MIN_SHOPPERS", "shopguide.E009"), ("SHOPPER_TOKEN_MAX_AGE", "shopguide.E010")):
+        value = getattr(shopguide_settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            errors.append(Error(f'SHOPGUIDE["{name}"] is {value!r}; use a whole number of 1 or more.', id=error_id))
     if shopguide_settings.THROTTLE_CACHE not in settings.CACHES:
         errors.append(
             Error(

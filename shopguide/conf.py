@@ -57,6 +57,13 @@ DEFAULTS = {
     # address from the connection (REMOTE_ADDR); N takes the address the outermost of N proxies
     # saw, the Nth entry from the right of X-Forwarded-For (what is left of it, the client wrote).
     "PROXY_COUNT": 0,
+    # Distinct shoppers (weighed by network: see shoppers.py) who must have done the same
+    # with a product after a search before their events teach anything: a grade for training,
+    # a search-memory entry, a reason ("often bought after searching ...") or a place among
+    # the shop's popular products. Explicit judgments are not affected.
+    "MIN_SHOPPERS": 3,
+    # Seconds a shopper token (rendered into pages for the tracking script) stays valid.
+    "SHOPPER_TOKEN_MAX_AGE": 24 * 60 * 60,
     # Cache alias for the events throttle's counters; give it a cache of its own (another
     # table, database or Redis) so that many clients cannot crowd recommendations out.
     "THROTTLE_CACHE": "default",

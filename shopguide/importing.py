@@ -17,6 +17,7 @@ from django.db import transaction
 from .catalog_source import get_catalog_source
 from .ml.text import normalize_query
 from .models import Judgment, SearchEvent
+from .shoppers import keyed_hash
 
 BATCH_SIZE = 2000
 MAX_PROBLEMS_SHOWN = 20
@@ -244,6 +245,12 @@ def store_judgments(judgments, keys, source=Judgment.Source.IMPORTED, progress=N
             progress("judgments", min(done * BATCH_SIZE, len(judgments)), len(judgments))
 
 
+def imported_voter(row):
+    """An imported event counts as its file's session; a row without one as a voter of its
+    own (the file is the shop's own word; see ``shoppers``)."""
+    return keyed_hash("import", row["session"]) if row["session"] else keyed_hash("import-row", row["import_key"])
+
+
 def store_events(events, keys, progress=None):
     """Insert validated events, skipping those already imported; return how many were new."""
     before = SearchEvent.objects.count()
@@ -256,6 +263,7 @@ def store_events(events, keys, progress=None):
                     product_key=keys[row["product_id"]],
                     event=row["event"],
                     session=row["session"],
+                    voter=imported_voter(row),
                     created_at=row["created_at"],
                     import_key=row["import_key"],
                 )

@@ -64,7 +64,11 @@ class SearchEvent(QueryNormalizingModel):
 
     product_key = models.CharField(max_length=64, db_index=True)
     event = models.CharField(max_length=16, choices=Kind.choices)
-    session = models.CharField(max_length=64, blank=True)
+    session = models.CharField(max_length=64, blank=True, help_text="The shopper's pseudonymous id.")
+    voter = models.CharField(
+        max_length=64,
+        help_text="Who the event is weighed as: a keyed hash of the shopper's network (see shoppers.py).",
+    )
     created_at = models.DateTimeField(db_index=True)
     # Set for imported events so that importing the same file twice stores each event once.
     import_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
@@ -93,7 +97,6 @@ class RecommenderModel(models.Model):
     data_counts = models.JSONField(default=dict)
     metrics_before = models.JSONField(default=dict, help_text="Base model on the held-out queries.")
     metrics_after = models.JSONField(default=dict, help_text="This version on the same held-out queries.")
-    heldout_queries = models.JSONField(default=list)
     reranker_weight = models.FloatField(default=0.0, help_text="0: the reranker is not used.")
     activation = models.TextField(blank=True, help_text="What the activation gate compared and decided.")
     loss_curve = models.JSONField(default=dict)

@@ -1,18 +1,13 @@
 """Forgetting a shopper: their search events go, and the shop is told which sessions were theirs.
 
-Events carry a keyed hash of the session (``shopper_id_for``), never an IP address or the
-session key itself, so they are tied to a user only through the user's sessions.
+Events carry pseudonymous ids (``shoppers``: a keyed hash of the session or of the user) and a
+keyed hash of the client's network, never an IP address or the session key itself, so they are
+tied to a user only through the user's sessions and account.
 """
 
-from django.utils.crypto import salted_hmac
-
 from .models import SearchEvent
+from .shoppers import shopper_id_for, shopper_id_for_user
 from .signals import user_forgotten
-
-
-def shopper_id_for(session_key):
-    """The pseudonymous id events carry for a session: a keyed hash, never the key itself."""
-    return salted_hmac("shopguide.shopper", session_key).hexdigest()[:32] if session_key else ""
 
 
 def sessions_of(user):
@@ -30,6 +25,7 @@ def sessions_of(user):
 def forget_user(user):
     """Delete ``user``'s search events; return ``(events deleted, session keys)``."""
     keys = sessions_of(user)
-    deleted, _ = SearchEvent.objects.filter(session__in=[shopper_id_for(key) for key in keys]).delete()
+    ids = [shopper_id_for(key) for key in keys] + [shopper_id_for_user(user)]
+    deleted, _ = SearchEvent.objects.filter(session__in=ids).delete()
     user_forgotten.send(sender=forget_user, user=user, session_keys=keys)
     return deleted, keys

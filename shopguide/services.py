@@ -19,22 +19,22 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asgiref.local import Local
 from django.core.cache import caches
 from django.core.signals import request_finished, request_started
-from django.db.models import Count
+from django.utils import timezone
 
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
+from .feedback import most_chosen_products, most_searched_queries, shopper_choices
 from .fulltext import search_keys
 from .ml.lexical import Analyzer
 from .ml.text import normalize_query
 from .models import SearchEvent
-from .privacy import shopper_id_for
-from .serving import ServingIndex, pipelined_cursor
+from .serving import ServingIndex
+from .shoppers import shopper_for
 
 MAX_LIMIT = 50
 MAX_QUERY_LENGTH = 256
@@ -148,37 +148,13 @@ def matched_words(stems, terms):
     return [word for word, word_terms in stems if any(term in terms for term in word_terms)]
 
 
-@contextmanager
-def shopper_choices(normalized):
-    """Yields ``choices(keys)``: ``{key: (purchases and add-to-carts, clicks)}`` of shoppers who
-    searched ``normalized``. The query (one plain query on the query_norm index) is sent at
-    once and its rows read when ``choices`` is called: PostgreSQL answers it while this
-    process ranks the products."""
-    with pipelined_cursor() as cursor:
-        cursor.execute(
-            f"SELECT product_key, event = 'click', count(*) FROM {SearchEvent._meta.db_table} "
-            "WHERE query_norm = %s AND event IN ('purchase', 'add_to_cart', 'click') GROUP BY 1, 2",
-            [normalized],
-        )
-
-        def choices(keys):
-            wanted, found = set(keys), {}
-            for key, is_click, count in cursor.fetchall():
-                if key in wanted:
-                    bought, clicked = found.get(key, (0, 0))
-                    found[key] = (bought, clicked + count) if is_click else (bought + count, clicked)
-            return found
-
-        yield choices
-
-
 def reason_for(key, query, ranked, choices, stems):
     """A short, truthful account of why ``key`` is recommended for ``query`` (``stems``: the
     ``word_stems`` of the corrected query)."""
-    bought, clicked = choices.get(key, (0, 0))
-    if bought:
-        return f"often bought after searching “{query}”" if bought > 1 else f"bought after searching “{query}”"
-    if clicked > 1:
+    choice = choices.get(key)
+    if choice == "bought":
+        return f"often bought after searching “{query}”"
+    if choice == "chosen":
         return f"often chosen by shoppers who searched “{query}”"
     if key in ranked.lexical:
         words = matched_words(stems, ranked.terms.get(key, ()))
@@ -191,16 +167,10 @@ def reason_for(key, query, ranked, choices, stems):
 
 
 def popular_keys(limit):
-    """Products shoppers chose most (purchases, carts, clicks), then the rest of the catalogue:
+    """Products shoppers chose most (``feedback``'s rule), then the rest of the catalogue:
     what a strip shows when nothing matches, so it is never empty while products are for sale."""
     source = get_catalog_source()
-    chosen = (
-        SearchEvent.objects.exclude(event="impression")
-        .values("product_key")
-        .annotate(count=Count("id"))
-        .order_by("-count", "product_key")[: limit * 3]
-    )
-    keys = [row["product_key"] for row in chosen]
+    keys = most_chosen_products(limit * 3)
     available = source.products_by_key(keys)
     keys = [key for key in keys if key in available][:limit]
     if len(keys) < limit:
@@ -233,24 +203,13 @@ def ranked_for(normalized):
     return version, ranked
 
 
-def popular_queries(limit):
-    """The normalised queries shoppers' events name most often, most frequent first."""
-    rows = SearchEvent.objects.values("query_norm").annotate(count=Count("id")).order_by("-count", "query_norm")[:limit]
-    return [row["query_norm"] for row in rows]
-
-
 def warm_cache(limit=None):
     """Compute and cache the recommendations of the ``WARM_QUERIES`` most frequent queries;
     return how many were computed."""
-    queries = popular_queries(shopguide_settings.WARM_QUERIES if limit is None else limit)
+    queries = most_searched_queries(shopguide_settings.WARM_QUERIES if limit is None else limit)
     for query in queries:
         recommend(query)
     return len(queries)
-
-
-def shopper_id(request):
-    session = getattr(request, "session", None)
-    return shopper_id_for(getattr(session, "session_key", None))
 
 
 def remember_search(request, query):
@@ -260,6 +219,44 @@ def remember_search(request, query):
     session = getattr(request, "session", None)
     if query and session is not None and session.session_key:
         session[LAST_QUERY_SESSION_KEY] = query
+
+
+def record_add_to_cart(product, *, request=None, user=None, query=None):
+    """Record that a shopper put ``product`` in their cart after a search: call it from the
+    shop's cart view. See ``record_server_event``."""
+    return record_server_event(SearchEvent.Kind.ADD_TO_CART, product, request=request, user=user, query=query)
+
+
+def record_purchase(product, *, request=None, user=None, query=None):
+    """Record that a shopper bought ``product`` after a search: call it from the shop's
+    checkout, once per product of a placed order. See ``record_server_event``."""
+    return record_server_event(SearchEvent.Kind.PURCHASE, product, request=request, user=user, query=query)
+
+
+def record_server_event(kind, product, *, request=None, user=None, query=None):
+    """Store a shopper's ``kind`` event for ``product`` (an instance of the product model)
+    after searching ``query``, by default the last search of the request's session; return
+    the ``SearchEvent``, or None when no search is known (an event without one teaches
+    nothing). Pass the ``request`` (the shopper is weighed by their network) or, where the
+    order is completed without one (a payment provider's callback), the ``user``.
+    Add-to-cart and purchase events are recorded only this way, never by the public API."""
+    if request is None and user is None:
+        raise TypeError("record_server_event() needs the request or the user.")
+    session = getattr(request, "session", None)
+    if query is None:
+        query = session.get(LAST_QUERY_SESSION_KEY, "") if session is not None else ""
+    query = " ".join(str(query).split())[:MAX_QUERY_LENGTH]
+    if not normalize_query(query):
+        return None
+    shopper = shopper_for(request, user if user is not None else getattr(request, "user", None))
+    return SearchEvent.objects.create(
+        query=query,
+        product_key=get_catalog_source().key(product),
+        event=kind,
+        session=shopper.id,
+        voter=shopper.voter,
+        created_at=timezone.now(),
+    )
 
 
 def recommend(query, *, user=None, exclude=(), limit=8):

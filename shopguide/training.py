@@ -1,10 +1,14 @@
 """Training from the shop's own tables: gather the data, run the recipe, store a version.
 
-Judgments come from two places: ``Judgment`` rows (entered or imported) and ``SearchEvent``
-rows, turned into grades by ``EVENT_GRADES``: for each (query, product) the strongest event
-counts, so a purchase (3) outranks an add-to-cart (2), a click (1) and an impression that
-was not clicked (0). An explicit judgment wins over one derived from events. Judgments whose
-split is ``dev`` or ``test`` are kept for evaluation and never trained on.
+Judgments come from two places: ``Judgment`` rows (entered or imported) and shoppers' events,
+graded by ``feedback`` (a pair counts only when enough distinct shoppers produced it). An
+explicit judgment wins over one derived from events. Judgments whose split is ``dev`` or
+``test`` are kept for evaluation and never trained on.
+
+The held-out queries that decide activation come from explicit judgments where the shop has
+enough of them, and are then graded by those alone: events, however many shoppers stand
+behind them, never grade the exam. Without explicit judgments they come from the pairs that
+passed ``feedback``'s rule.
 """
 
 import hashlib
@@ -23,23 +27,18 @@ from django.utils import timezone
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .evaluation import store_cached_vectors
+from .feedback import verified_grades
 from .fulltext import search_keys
 from .ml.encoder import default_model_path, set_torch_threads
 from .ml.metrics import evaluate_run
 from .ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data, positive_threshold
 from .ml.ranker import DEPTH
 from .ml.version_files import VersionFilesError, folder_checksum, verify
-from .models import Judgment, ProductVector, RecommenderModel, SearchEvent, TrainingRun
+from .models import Judgment, ProductVector, RecommenderModel, TrainingRun
 from .versions import active_model, version_ranking, versions_root
 
 logger = logging.getLogger(__name__)
 
-EVENT_GRADES = {
-    SearchEvent.Kind.PURCHASE: 3.0,
-    SearchEvent.Kind.ADD_TO_CART: 2.0,
-    SearchEvent.Kind.CLICK: 1.0,
-    SearchEvent.Kind.IMPRESSION: 0.0,
-}
 EVALUATION_SPLITS = ("dev", "test")
 DEFAULT_HOLDOUT_SHARE = 0.1
 MAX_HELDOUT_QUERIES = 400
@@ -68,19 +67,9 @@ def split_queries(queries, share):
     return sorted(ordered[count:]), sorted(heldout)
 
 
-def event_judgments():
-    """``{query: {product key: grade}}`` derived from shopper events by ``EVENT_GRADES``."""
+def explicit_judgments():
+    """``{query: {product key: grade}}`` of the ``Judgment`` rows that may be trained on."""
     judgments = {}
-    rows = SearchEvent.objects.values_list("query_norm", "product_key", "event").iterator(chunk_size=5000)
-    for query, key, event in rows:
-        grade = EVENT_GRADES[event]
-        judged = judgments.setdefault(query, {})
-        judged[key] = max(judged.get(key, 0.0), grade)
-    return judgments
-
-
-def training_judgments():
-    judgments = event_judgments()
     rows = Judgment.objects.exclude(split__in=EVALUATION_SPLITS).values_list("query_norm", "product_key", "grade")
     for query, key, grade in rows.iterator(chunk_size=5000):
         judgments.setdefault(query, {})[key] = grade
@@ -92,17 +81,32 @@ def gather_data(holdout_share=DEFAULT_HOLDOUT_SHARE):
     texts = dict(get_catalog_source().iter_texts())
     if not texts:
         raise TrainingError("The catalogue has no available products to train on.")
-    judgments = {
-        query: {key: grade for key, grade in judged.items() if key in texts}
-        for query, judged in training_judgments().items()
-    }
-    threshold = positive_threshold(judgments)
-    usable = sorted(q for q, judged in judgments.items() if any(grade >= threshold for grade in judged.values()))
-    if len(usable) < 2:
+
+    def known(judgments):
+        return {
+            query: {key: grade for key, grade in judged.items() if key in texts} for query, judged in judgments.items()
+        }
+
+    explicit, derived = known(explicit_judgments()), known(verified_grades())
+    merged = {query: {**derived.get(query, {}), **explicit.get(query, {})} for query in {*derived, *explicit}}
+    threshold = positive_threshold(merged)
+
+    def usable(judgments):
+        return sorted(q for q, judged in judgments.items() if any(grade >= threshold for grade in judged.values()))
+
+    everything = usable(merged)
+    if len(everything) < 2:
         logger.info("No usable judgments or events: training from the catalogue itself (cold start).")
-        return cold_start_data(texts), True
-    train, heldout = split_queries(usable, holdout_share)
-    return RecommenderData(texts, {q: judgments[q] for q in usable}, train, heldout), False
+        return cold_start_data(texts), True, {"heldout_from": "the catalogue (cold start)"}
+    exam = explicit if len(usable(explicit)) >= 2 else merged
+    _, heldout = split_queries(usable(exam), holdout_share)
+    train = sorted(set(everything) - set(heldout))
+    judgments = {**{q: merged[q] for q in train}, **{q: exam[q] for q in heldout}}
+    sources = {
+        "heldout_from": "explicit judgments" if exam is explicit else "judgments and shopper events",
+        "event_pairs": sum(map(len, derived.values())),
+    }
+    return RecommenderData(texts, judgments, train, heldout), False, sources
 
 
 class RunProgress:
@@ -155,7 +159,7 @@ def train_version(options=None, run=None, echo=None):
     options = options or {}
     set_torch_threads(shopguide_settings.TORCH_THREADS)
     base_model = Path(shopguide_settings.BASE_MODEL or default_model_path())
-    data, cold_start = gather_data(options.get("holdout_share", DEFAULT_HOLDOUT_SHARE))
+    data, cold_start, sources = gather_data(options.get("holdout_share", DEFAULT_HOLDOUT_SHARE))
     config = pipeline_config(options)
     folder = versions_root() / f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     pipeline = Pipeline(data, folder, config, base_model=base_model, progress=RunProgress(run, echo))
@@ -175,10 +179,9 @@ def train_version(options=None, run=None, echo=None):
                 "learned_fusion": outcome.uses_ranker,
                 "pipeline": asdict(config),
             },
-            data_counts={**outcome.counts, "judged_queries": len(data.judgments)},
+            data_counts={**outcome.counts, "judged_queries": len(data.judgments), **sources},
             metrics_before=outcome.metrics_before,
             metrics_after=outcome.metrics_after,
-            heldout_queries=list(data.heldout_queries),
             reranker_weight=outcome.reranker_weight,
             loss_curve={**outcome.losses, "seconds": outcome.seconds},
         )

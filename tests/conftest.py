@@ -16,6 +16,27 @@ def staff_client(client, django_user_model):
     return client
 
 
+def shopper_headers(address="192.0.2.10"):
+    """Request arguments of a shopper on ``address`` holding the token a shop page would give
+    them (``client.post(..., **shopper_headers())``)."""
+    from django.test import RequestFactory
+
+    from shopguide.shoppers import shopper_token
+
+    return {
+        "HTTP_X_SHOPGUIDE_TOKEN": shopper_token(RequestFactory().get("/", REMOTE_ADDR=address)),
+        "REMOTE_ADDR": address,
+    }
+
+
+def heldout_slang(holdout_share):
+    """The slang words a training with ``holdout_share`` holds out (the split is stable)."""
+    from shopguide.training import split_queries
+    from tests.slang_shop import SLANG
+
+    return split_queries(sorted(SLANG), holdout_share)[1]
+
+
 def pytest_configure(config):
     # Two torch threads stall when another process is busy; tests use one.
     import torch

@@ -18,6 +18,7 @@ from catalog.models import Product
 from shopguide.ml.spelling import Speller
 from shopguide.models import SearchEvent
 from shopguide.services import cache_key
+from tests.conftest import shopper_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 RECOMMENDATIONS = "/api/shopguide/recommendations/"
@@ -85,50 +86,57 @@ def test_staff_endpoints_need_the_models_view_permission(products, django_user_m
     ],
 )
 def test_events_are_taken_as_json_only(products, content_type, body):
-    assert_error(Client().post(EVENTS, body, content_type=content_type), 415, "unsupported_media_type")
+    assert_error(Client().post(EVENTS, body, content_type=content_type), 403, "no_shopper_token")
+    response = Client().post(EVENTS, body, content_type=content_type, **shopper_headers())
+    assert_error(response, 415, "unsupported_media_type")
     assert not SearchEvent.objects.exists()
 
 
 def test_deeply_nested_json_and_oversize_bodies_are_refused_in_the_error_shape(products):
-    assert_error(
-        Client().post(EVENTS, "[" * 100_000 + "]" * 100_000, content_type="application/json"), 400, "parse_error"
-    )
+    shopper = shopper_headers()
+    nested = "[" * 100_000 + "]" * 100_000
+    assert_error(Client().post(EVENTS, nested, content_type="application/json", **shopper), 400, "parse_error")
     huge = json.dumps([event(products[0], query="x" * 250)] * 600)  # about 160 kB
-    assert_error(Client().post(EVENTS, huge, content_type="application/json"), 400, "parse_error")
+    assert_error(Client().post(EVENTS, huge, content_type="application/json", **shopper), 400, "parse_error")
     assert not SearchEvent.objects.exists()
 
 
 def test_the_throttle_counts_events_per_connection_whatever_the_headers_say(products, settings):
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "EVENTS_RATE": "10/min"}
-    client = Client()
+    client, shopper = Client(), shopper_headers()
     statuses = [
         client.post(
-            EVENTS, [event(products[0])] * 4, content_type="application/json", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}"
+            EVENTS,
+            [event(products[0])] * 4,
+            content_type="application/json",
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{i}",
+            **shopper,
         ).status_code
         for i in range(4)
     ]
     assert statuses == [201, 201, 429, 429]  # 4 + 4 events, then 4 more would make 12 > 10
-    assert client.post(EVENTS, [event(products[0])] * 2, content_type="application/json").status_code == 201
+    assert client.post(EVENTS, [event(products[0])] * 2, content_type="application/json", **shopper).status_code == 201
     assert SearchEvent.objects.count() == 10
-    assert_error(client.post(EVENTS, event(products[0]), content_type="application/json"), 429, "throttled")
+    assert_error(client.post(EVENTS, event(products[0]), content_type="application/json", **shopper), 429, "throttled")
 
 
 def test_behind_the_shops_own_proxy_the_client_is_what_the_proxy_saw(products, settings):
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "EVENTS_RATE": "1/min", "PROXY_COUNT": 1}
+    shopper = shopper_headers()
     for client_address in ("198.51.100.7", "198.51.100.8"):  # the proxy appends the address it saw
         forwarded = f"10.0.0.1, {client_address}"  # whatever the client claimed, then the proxy's entry
         response = Client().post(
-            EVENTS, event(products[0]), content_type="application/json", HTTP_X_FORWARDED_FOR=forwarded
+            EVENTS, event(products[0]), content_type="application/json", HTTP_X_FORWARDED_FOR=forwarded, **shopper
         )
         assert response.status_code == 201
-    assert (
-        Client()
-        .post(
-            EVENTS, event(products[0]), content_type="application/json", HTTP_X_FORWARDED_FOR="10.0.0.2, 198.51.100.7"
-        )
-        .status_code
-        == 429
+    response = Client().post(
+        EVENTS,
+        event(products[0]),
+        content_type="application/json",
+        HTTP_X_FORWARDED_FOR="10.0.0.2, 198.51.100.7",
+        **shopper,
     )
+    assert response.status_code == 429
 
 
 def test_cached_recommendations_survive_a_flood_of_throttled_clients(products, settings):
@@ -138,8 +146,16 @@ def test_cached_recommendations_survive_a_flood_of_throttled_clients(products, s
     for query in queries:
         assert client.get(RECOMMENDATIONS, {"q": query, "exclude": "x"}).status_code == 200
     assert all(caches["default"].get(cache_key(query)) for query in queries)
-    for i in range(5_000):
-        client.post(EVENTS, "{}", content_type="application/json", HTTP_X_FORWARDED_FOR=f"10.{i // 250}.{i % 250}.1")
+    token = shopper_headers()["HTTP_X_SHOPGUIDE_TOKEN"]
+    for i in range(5_000):  # each a client of its own to the throttle, which keeps a counter for each
+        client.post(
+            EVENTS,
+            "{}",
+            content_type="application/json",
+            HTTP_X_SHOPGUIDE_TOKEN=token,
+            REMOTE_ADDR=f"10.{i // 250}.{i % 250}.1",
+        )
+    assert caches["throttle"].get("throttle_shopguide_events_10.19.249.1")
     assert all(caches["default"].get(cache_key(query)) for query in queries)
 
 
@@ -196,7 +212,7 @@ def test_the_schema_documents_every_answer_and_both_event_bodies(client, product
         if method in ("get", "post")
     }
     assert answers["/api/shopguide/recommendations/"] == {"200", "400", "429"}
-    assert answers["/api/shopguide/events/"] == {"201", "400", "415", "429"}
+    assert answers["/api/shopguide/events/"] == {"201", "400", "403", "415", "429"}
     assert answers["/api/shopguide/models/"] == {"200", "403"}
     assert answers["/api/shopguide/models/{version}/"] == {"200", "403", "404"}
     error = paths["/api/shopguide/events/"]["post"]["responses"]["429"]["content"]["application/json"]["schema"]

@@ -6,9 +6,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from shopguide import serving
-from shopguide.models import RecommenderModel, SearchEvent, ServingState, TrainingRun
+from shopguide.models import SearchEvent, ServingState, TrainingRun
 from shopguide.serving import ServingIndex
-from tests.conftest import trained_slang_shop
+from tests.conftest import heldout_slang, shopper_headers, trained_slang_shop
 from tests.slang_shop import SLANG
 
 shop = pytest.fixture(scope="module")(trained_slang_shop)
@@ -24,8 +24,7 @@ def products(shop, db):
 
 
 def trained_word():
-    heldout = RecommenderModel.objects.get(is_active=True).heldout_queries
-    return next(word for word in SLANG if word not in heldout)
+    return next(word for word in SLANG if word not in heldout_slang(0.25))
 
 
 def assert_rejected(response, field):
@@ -66,23 +65,25 @@ def test_bad_recommendation_requests_are_400s_naming_the_field(client, products,
 
 def test_events_are_stored_one_or_many(client, products):
     key = str(products["p2"].pk)
+    shopper = shopper_headers()
     response = client.post(
-        EVENTS, {"query": "quimbo", "product": key, "event": "click"}, content_type="application/json"
+        EVENTS, {"query": "quimbo", "product": key, "event": "click"}, content_type="application/json", **shopper
     )
     assert response.status_code == 201 and response.json() == {"stored": 1}
-    batch = [
-        {"query": "quimbo", "product": str(products[p].pk), "event": "impression", "session": "s1"}
-        for p in ("p1", "p2", "p3")
-    ]
-    assert client.post(EVENTS, batch, content_type="application/json").json() == {"stored": 3}
+    batch = [{"query": "quimbo", "product": str(products[p].pk), "event": "impression"} for p in ("p1", "p2", "p3")]
+    assert client.post(EVENTS, batch, content_type="application/json", **shopper).json() == {"stored": 3}
     assert SearchEvent.objects.filter(query_norm="quimbo").count() == 4
     assert set(SearchEvent.objects.values_list("event", flat=True)) == {"click", "impression"}
+    # Every event names the token's shopper and is weighed by the shopper's network.
+    assert SearchEvent.objects.values("session", "voter").distinct().count() == 1
 
 
 @pytest.mark.parametrize(
     "event, field",
     [
         ({"query": "quimbo", "product": "P2", "event": "like"}, "event"),
+        ({"query": "quimbo", "product": "P2", "event": "purchase"}, "event"),
+        ({"query": "quimbo", "product": "P2", "event": "add_to_cart"}, "event"),
         ({"query": "quimbo", "product": "no-such-product", "event": "click"}, "product"),
         ({"query": "", "product": "P2", "event": "click"}, "query"),
         ({"product": "P2", "event": "click"}, "query"),
@@ -91,8 +92,9 @@ def test_events_are_stored_one_or_many(client, products):
 def test_bad_events_are_rejected_and_nothing_is_stored(client, products, event, field):
     good = {"query": "quimbo", "product": str(products["p2"].pk), "event": "click"}
     bad = {**event, "product": str(products["p2"].pk)} if event.get("product") == "P2" else event
-    assert_rejected(client.post(EVENTS, bad, content_type="application/json"), field)
-    response = client.post(EVENTS, [good, bad], content_type="application/json")
+    shopper = shopper_headers()
+    assert_rejected(client.post(EVENTS, bad, content_type="application/json", **shopper), field)
+    response = client.post(EVENTS, [good, bad], content_type="application/json", **shopper)
     assert_rejected(response, f"1.{field}")
     assert SearchEvent.objects.count() == 0
 
@@ -100,9 +102,10 @@ def test_bad_events_are_rejected_and_nothing_is_stored(client, products, event, 
 def test_events_are_throttled_per_client(client, products, settings):
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "EVENTS_RATE": "2/min"}
     event = {"query": "quimbo", "product": str(products["p2"].pk), "event": "click"}
-    codes = [client.post(EVENTS, event, content_type="application/json").status_code for _ in range(3)]
+    shopper = shopper_headers()
+    codes = [client.post(EVENTS, event, content_type="application/json", **shopper).status_code for _ in range(3)]
     assert codes == [201, 201, 429]
-    assert client.post(EVENTS, event, content_type="application/json").json()["error"]["code"] == "throttled"
+    assert client.post(EVENTS, event, content_type="application/json", **shopper).json()["error"]["code"] == "throttled"
     assert SearchEvent.objects.count() == 2
 
 

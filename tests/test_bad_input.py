@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from shopguide.models import SearchEvent
 from shopguide.services import MAX_LIMIT, recommend
 from shopguide.serving import ServingIndex
-from tests.conftest import trained_slang_shop
+from tests.conftest import shopper_headers, trained_slang_shop
 
 shop = pytest.fixture(scope="module")(trained_slang_shop)
 EXAMPLES = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -99,7 +99,7 @@ def test_the_events_api_stores_valid_events_and_rejects_the_rest_whole(client, p
         if event["product"] == "KNOWN":
             event["product"] = known
     before = SearchEvent.objects.count()
-    response = client.post("/api/shopguide/events/", body, content_type="application/json")
+    response = client.post("/api/shopguide/events/", body, content_type="application/json", **shopper_headers())
     assert response.status_code in (201, 400), response.content[:500]
     stored = SearchEvent.objects.count() - before
     if response.status_code == 400:

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from catalog.models import Product
 from shopguide.models import RecommenderModel, SearchEvent
 from shopguide.serving import ServingIndex
+from tests.conftest import heldout_slang
 from tests.slang_shop import PRODUCTS, SLANG
 from tests.test_worker import Worker, purge_queues
 
@@ -131,6 +132,23 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     assert page.inner_text("h1") == titles[0]
     screenshots(page, "shopper-product-page")
 
+    # The product page's buttons: the shop's server records what goes in the cart and is bought.
+    product_page = page.url
+    page.click("text=Add to cart")
+    page.wait_for_url("**/cart/")
+    assert titles[0] in page.inner_text("table.cart")
+    carted = SearchEvent.objects.get(event="add_to_cart")
+    assert (carted.product_key, carted.query_norm) == (key, "cordless drill") and carted.session and carted.voter
+    screenshots(page, "shopper-cart")
+    page.click("text=Place order")
+    assert "order #" in page.inner_text("h1") and titles[0] in page.inner_text(".order-lines")
+    bought = SearchEvent.objects.get(event="purchase")
+    assert (bought.product_key, bought.query_norm, bought.session) == (key, "cordless drill", carted.session)
+    page.goto(product_page)
+    page.click("text=Buy now")
+    assert "order #" in page.inner_text("h1")
+    assert SearchEvent.objects.filter(event="purchase", product_key=key, session=carted.session).count() == 2
+
 
 def test_an_empty_search_still_recommends(live_server, page, demo_shop):
     page.goto(f"{live_server.url}/search/?q=qwxzv+plmokn")
@@ -202,8 +220,7 @@ def test_staff_retrain_from_the_admin_and_the_shopper_sees_what_was_learned(live
     wait_until(lambda: RecommenderModel.objects.filter(is_active=True).exists(), 120)
     page.goto(f"{live_server.url}/admin/shopguide/recommendermodel/")
     assert "v1" in page.inner_text("#result_list")
-    model = RecommenderModel.objects.get(is_active=True)
-    word = next(word for word in SLANG if word not in model.heldout_queries)
+    word = next(word for word in SLANG if word not in heldout_slang(0.1))
     ServingIndex.reset()
     page.goto(f"{live_server.url}/search/?q={word}")
     first = page.locator(".shopguide-card__title").first.inner_text()

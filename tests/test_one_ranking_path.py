@@ -20,7 +20,7 @@ from shopguide.ml.ranking import CatalogueIndex, catalogue_order
 from shopguide.models import Judgment, RecommenderModel, SearchEvent
 from shopguide.services import recommend
 from shopguide.serving import ServingIndex
-from shopguide.training import serving_rankings
+from shopguide.training import gather_data, serving_rankings
 from shopguide.versions import active_model, version_ranking
 from tests.conftest import empty_the_shop
 
@@ -106,7 +106,7 @@ def vector_path(request, trained, monkeypatch, db):
 
 
 def test_serving_evaluation_and_the_gate_rank_alike(trained, vector_path):
-    queries = trained.heldout_queries
+    queries = gather_data(0.5)[0].heldout_queries  # the queries it held out: the split is stable
     assert len(queries) >= 100
     catalogue = CatalogueIndex(*catalogue_order(dict(get_catalog_source().iter_texts())))
     evaluation = version_ranking(trained, catalogue, shopguide_settings.PRECISION).rank_all(queries)

@@ -50,7 +50,10 @@ def test_query_with_html_is_escaped(client, products):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
 
 
-def test_product_page_remembers_the_last_search(client, products):
+def test_product_page_remembers_the_last_search_of_a_shopper_with_a_session(client, products):
+    client.get(reverse("catalog:search"), {"q": "drill"})
+    assert client.get(products["hose"].get_absolute_url()).context["query"] == ""  # no session, nothing kept
+    client.post(reverse("catalog:add-to-cart", args=[products["hose"].pk]))  # a cart: now a session
     client.get(reverse("catalog:search"), {"q": "garden hose"})
     response = client.get(products["hose"].get_absolute_url())
     assert response.status_code == 200

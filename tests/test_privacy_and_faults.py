@@ -12,9 +12,10 @@ from django.test import Client
 from catalog.models import Product, SearchLog
 from config.celery import app as celery_app
 from shopguide.models import RecommenderModel, SearchEvent, TrainingRun
-from shopguide.services import recommend, shopper_id_for
+from shopguide.services import recommend, record_purchase
 from shopguide.serving import ServingIndex
-from tests.conftest import trained_slang_shop
+from shopguide.shoppers import read_token, shopper_id_for
+from tests.conftest import shopper_headers, trained_slang_shop
 from tests.slang_shop import SLANG
 
 
@@ -29,11 +30,17 @@ def test_forget_user_deletes_their_events_and_search_history(django_user_model):
     key = client.session.session_key
     assert SearchLog.objects.filter(session_key=key).exists()
     page = client.get(f"/product/{product.pk}/", {"q": "drill"}).content.decode()
-    assert f'data-shopguide-session="{shopper_id_for(key)}"' in page and key not in page
-    for session in (shopper_id_for(key), shopper_id_for("someone-else"), ""):
+    token = page.split('data-shopguide-token="', 1)[1].split('"', 1)[0]
+    assert read_token(token).id == shopper_id_for(key) and key not in page
+    event = {"query": "drill", "product": str(product.pk), "event": "click"}
+    assert client.post("/api/shopguide/events/", event, content_type="application/json", HTTP_X_SHOPGUIDE_TOKEN=token)
+    client.post(f"/product/{product.pk}/buy/", {"q": "drill"})  # recorded by the shop's server
+    record_purchase(product, user=user, query="drill")  # by a payment provider's callback
+    for session in (shopper_id_for("someone-else"), ""):
         SearchEvent.objects.create(
             query="drill", product_key=str(product.pk), event="click", session=session, created_at="2026-11-01T00:00Z"
         )
+    assert SearchEvent.objects.count() == 5
     Client().get("/search/", {"q": "hose"})  # another shopper's search
 
     call_command("shopguide_forget_user", "ann", verbosity=0)
@@ -103,8 +110,8 @@ def test_with_the_broker_down_pages_serve_events_store_and_training_says_why(dja
     body = client.get("/api/shopguide/recommendations/", {"q": "drill"}).json()
     assert body["results"][0]["product"] == str(product.pk)
     event = {"query": "drill", "product": str(product.pk), "event": "click"}
-    assert client.post("/api/shopguide/events/", event, content_type="application/json").status_code == 201
-    assert SearchEvent.objects.count() == 1
+    response = client.post("/api/shopguide/events/", event, content_type="application/json", **shopper_headers())
+    assert response.status_code == 201 and SearchEvent.objects.count() == 1
     Product.objects.filter(pk=product.pk).update(title="Cordless drill, 18 V")
     product.refresh_from_db()
     product.save()  # the refresh cannot be queued: logged, the save stands

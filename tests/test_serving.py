@@ -15,7 +15,7 @@ from shopguide.models import RecommenderModel, SearchEvent, ServingState
 from shopguide.rescoring import refresh_product
 from shopguide.services import after_response, recommend, similar_products
 from shopguide.serving import ServingIndex
-from tests.conftest import trained_slang_shop
+from tests.conftest import heldout_slang, trained_slang_shop
 from tests.slang_shop import SLANG
 
 shop = pytest.fixture(scope="module")(trained_slang_shop)
@@ -38,8 +38,7 @@ def products(request, shop, db, monkeypatch):
 
 
 def trained_words():
-    model = RecommenderModel.objects.get(is_active=True)
-    return [word for word in SLANG if word not in model.heldout_queries]
+    return [word for word in SLANG if word not in heldout_slang(0.25)]
 
 
 def keys(recommendations):
@@ -79,11 +78,18 @@ def test_products_chosen_for_similar_searches_come_from_the_search_memory(produc
     assert "chosen by shoppers for similar searches" not in [reasons[pid] for pid in reasons if pid != "p5"]
 
 
-def test_shopper_purchases_are_the_reason_when_they_exist(products):
+def test_shopper_purchases_are_the_reason_once_enough_shoppers_made_them(products):
     word = trained_words()[0]
     key = str(products[SLANG[word]].pk)
-    for _ in range(2):
-        SearchEvent.objects.create(query=word, product_key=key, event="purchase", created_at="2026-11-01T00:00Z")
+    own_words = recommend(word, limit=1)[0].reason
+    for voter in ("a", "a", "a", "b"):  # two shoppers: not yet a reason
+        SearchEvent.objects.create(
+            query=word, product_key=key, event="purchase", voter=voter, created_at="2026-11-01T00:00Z"
+        )
+    ServingState.bump()
+    assert recommend(word, limit=1)[0].reason == own_words
+    SearchEvent.objects.create(query=word, product_key=key, event="purchase", voter="c", created_at="2026-11-01T00:00Z")
+    ServingState.bump()
     assert recommend(word, limit=1)[0].reason == f"often bought after searching “{word}”"
 
 
@@ -174,10 +180,11 @@ def test_without_an_active_version_full_text_search_answers(products):
     drill = recommend("drill batteries", limit=3)
     assert keys(drill)[0] == "p2" and drill[0].reason == "matches words of “drill batteries”"
     assert similar_products(products["p2"]) == []
-    # Nothing matches: the strip still shows products (the most chosen first).
-    SearchEvent.objects.create(
-        query="x", product_key=str(products["p7"].pk), event="click", created_at="2026-11-01T00:00Z"
-    )
+    # Nothing matches: the strip still shows products (the most chosen first, by enough shoppers).
+    for voter in "abc":
+        SearchEvent.objects.create(
+            query="x", product_key=str(products["p7"].pk), event="click", voter=voter, created_at="2026-11-01T00:00Z"
+        )
     fallback = recommend("zzzz qqqq", limit=3)
     assert keys(fallback)[0] == "p7" and len(fallback) == 3 and fallback[0].reason == "popular in this shop"
 
@@ -223,10 +230,12 @@ def test_html_in_queries_and_titles_renders_as_text(products):
 def test_the_most_searched_queries_are_precomputed(products, monkeypatch):
     from shopguide.services import cache_key, warm_cache
 
-    for word, count in (("quimbo", 3), ("zorblax", 2), ("splonk", 1)):
-        for _ in range(count):
-            SearchEvent.objects.create(query=word, product_key="1", event="impression", created_at="2026-11-01T00:00Z")
-    assert warm_cache(limit=2) == 2
+    for word, voters in (("quimbo", "abcd"), ("zorblax", "abc"), ("splonk", "a" * 50)):  # one shopper, however often
+        for voter in voters:
+            SearchEvent.objects.create(
+                query=word, product_key="1", event="impression", voter=voter, created_at="2026-11-01T00:00Z"
+            )
+    assert warm_cache(limit=3) == 2
     assert cache.get(cache_key("quimbo")) and cache.get(cache_key("zorblax"))
     assert cache.get(cache_key("splonk")) is None
 

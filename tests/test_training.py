@@ -9,9 +9,10 @@ from django.core.management import CommandError, call_command
 from catalog.models import Product
 from config.celery import app as celery_app
 from shopguide import operations
+from shopguide.feedback import verified_grades
 from shopguide.ml.version_files import folder_checksum
 from shopguide.models import Judgment, ProductVector, RecommenderModel, SearchEvent, TrainingRun
-from shopguide.training import TrainingError, event_judgments, execute_run, split_queries
+from shopguide.training import TrainingError, execute_run, split_queries
 from shopguide.versions import ActivationError, activate, active_model, previous_model
 from tests.slang_shop import PRODUCTS, SLANG
 
@@ -66,12 +67,13 @@ def test_train_sync_stores_a_version_then_evaluate_sees_it(shop, tmp_path, capsy
     assert results["hybrid_reranked"] == {"skipped": "version 1 has no reranker"}
 
 
-def test_event_rule_keeps_the_strongest_event(shop):
+def test_event_rule_keeps_the_strongest_event(shop, settings):
     for kind in ["impression", "click", "purchase", "impression"]:
         SearchEvent.objects.create(query="Hose", product_key="1", event=kind, created_at="2026-10-01T00:00Z")
     SearchEvent.objects.create(query="hose", product_key="2", event="impression", created_at="2026-10-01T00:00Z")
     SearchEvent.objects.create(query="hose", product_key="3", event="add_to_cart", created_at="2026-10-01T00:00Z")
-    assert event_judgments() == {"hose": {"1": 3.0, "2": 0.0, "3": 2.0}}
+    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "MIN_SHOPPERS": 1}  # one voter here (see test_shopper_events)
+    assert verified_grades() == {"hose": {"1": 3.0, "2": 0.0, "3": 2.0}}
 
 
 def test_split_is_stable_and_holds_out_enough():

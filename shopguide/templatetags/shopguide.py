@@ -5,17 +5,19 @@
 ``{% shopguide_recommendations query limit=8 exclude=product %}`` renders the styled
 "Recommended for your search" strip (template ``shopguide/recommendations.html``, which a
 shop can override). ``<div {% shopguide_tracking query %}>`` makes any list of
-``data-shopguide-product`` elements (search results) report impressions and clicks. Without a query both read ``?q=`` and then the session's last search.
-Neither ever raises: a failure is logged and shows nothing.
+``data-shopguide-product`` elements (search results) report impressions and clicks, with a
+signed shopper token the events endpoint requires. Without a query both read ``?q=`` and then
+the session's last search. Neither ever raises: a failure is logged and shows nothing.
 """
 
 import logging
 
 from django import template
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from ..services import LAST_QUERY_SESSION_KEY, recommend, shopper_id
+from ..services import LAST_QUERY_SESSION_KEY, recommend
+from ..shoppers import shopper_token
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -50,27 +52,38 @@ def recommended_for_search(context, query=None, limit=8, exclude=None):
     return safe_recommend(query_from(context, query), limit, exclude)
 
 
+def tracking_attributes(context, query):
+    """The attributes the tracking script reads: where to post, the query and a shopper
+    token; empty (nothing is tracked) without a request."""
+    request = context.get("request")
+    if request is None:
+        return ""
+    try:
+        url = reverse("shopguide-api:events")
+    except NoReverseMatch:
+        logger.warning("shopguide.urls is not included in the project's URLs: pages record no events.")
+        return ""
+    return format_html(
+        'data-shopguide-events="{}" data-shopguide-query="{}" data-shopguide-token="{}"',
+        url,
+        query,
+        shopper_token(request),
+    )
+
+
 @register.simple_tag(takes_context=True)
 def shopguide_tracking(context, query=None):
     """Attributes that make an element's ``data-shopguide-product`` children report their
     impressions and clicks for ``query`` (load ``shopguide/tracking.js`` on the page)."""
-    request = context.get("request")
-    return format_html(
-        'data-shopguide-events="{}" data-shopguide-query="{}" data-shopguide-session="{}"',
-        reverse("shopguide-api:events"),
-        query_from(context, query),
-        shopper_id(request) if request is not None else "",
-    )
+    return tracking_attributes(context, query_from(context, query))
 
 
 @register.inclusion_tag("shopguide/recommendations.html", takes_context=True)
 def shopguide_recommendations(context, query=None, limit=8, exclude=None, title="Recommended for your search"):
     query = query_from(context, query)
-    request = context.get("request")
     return {
         "query": query,
         "title": title,
         "recommendations": safe_recommend(query, limit, exclude),
-        "request": request,
-        "shopper": shopper_id(request) if request is not None else "",
+        "tracking": tracking_attributes(context, query),
     }

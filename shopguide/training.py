@@ -95,18 +95,16 @@ def gather_data(holdout_share=DEFAULT_HOLDOUT_SHARE):
         return sorted(q for q, judged in judgments.items() if any(grade >= threshold for grade in judged.values()))
 
     everything = usable(merged)
+    counts = {"event_pairs": sum(map(len, derived.values()))}
     if len(everything) < 2:
         logger.info("No usable judgments or events: training from the catalogue itself (cold start).")
-        return cold_start_data(texts), True, {"heldout_from": "the catalogue (cold start)"}
+        return cold_start_data(texts), True, {**counts, "heldout_from": "the catalogue (cold start)"}
     exam = explicit if len(usable(explicit)) >= 2 else merged
     _, heldout = split_queries(usable(exam), holdout_share)
     train = sorted(set(everything) - set(heldout))
     judgments = {**{q: merged[q] for q in train}, **{q: exam[q] for q in heldout}}
-    sources = {
-        "heldout_from": "explicit judgments" if exam is explicit else "judgments and shopper events",
-        "event_pairs": sum(map(len, derived.values())),
-    }
-    return RecommenderData(texts, judgments, train, heldout), False, sources
+    counts["heldout_from"] = "explicit judgments" if exam is explicit else "judgments and shopper events"
+    return RecommenderData(texts, judgments, train, heldout), False, counts
 
 
 class RunProgress:
@@ -159,7 +157,7 @@ def train_version(options=None, run=None, echo=None):
     options = options or {}
     set_torch_threads(shopguide_settings.TORCH_THREADS)
     base_model = Path(shopguide_settings.BASE_MODEL or default_model_path())
-    data, cold_start, sources = gather_data(options.get("holdout_share", DEFAULT_HOLDOUT_SHARE))
+    data, cold_start, counts = gather_data(options.get("holdout_share", DEFAULT_HOLDOUT_SHARE))
     config = pipeline_config(options)
     folder = versions_root() / f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     pipeline = Pipeline(data, folder, config, base_model=base_model, progress=RunProgress(run, echo))
@@ -179,7 +177,7 @@ def train_version(options=None, run=None, echo=None):
                 "learned_fusion": outcome.uses_ranker,
                 "pipeline": asdict(config),
             },
-            data_counts={**outcome.counts, "judged_queries": len(data.judgments), **sources},
+            data_counts={**outcome.counts, "judged_queries": len(data.judgments), **counts},
             metrics_before=outcome.metrics_before,
             metrics_after=outcome.metrics_after,
             reranker_weight=outcome.reranker_weight,

@@ -5,8 +5,8 @@
 Against the trained Home Depot shop that ``bench/quality.py --datasets homedepot`` left, served
 by gunicorn as in bench/serving.py (per-client event throttling lifted: every request comes
 from 127.0.0.1). Each simulated shopper searches (a real query, so most answers are computed,
-some cached), then posts an impression of every recommendation and a click on one, and starts
-again. Afterwards the events stored in PostgreSQL are counted against the events the server
+some cached), then posts an impression of every recommendation and a click on one, with the
+shopper token a search page gave it, and starts again. Afterwards the events stored in PostgreSQL are counted against the events the server
 acknowledged. Prints a table, writes ``bench/results/load.{json,md}`` and bench/README.md's table.
 """
 
@@ -15,10 +15,11 @@ import csv
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
-import uuid
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +37,19 @@ from serving import (  # noqa: E402
 )
 
 
-def shopper(port, queries, deadline, run_id, out, lock):
+def page_token(client, query):
+    """The shopper token the demo's search page renders (the tracking script sends it back)."""
+    status, body, _ = client.get("/search/?" + urllib.parse.urlencode({"q": query}))
+    match = re.search(r'data-shopguide-token="([^"]+)"', body.decode())
+    if status != 200 or not match:
+        raise RuntimeError(f"the search page gave no shopper token (HTTP {status})")
+    return match.group(1)
+
+
+def shopper(port, queries, deadline, out, lock):
     client, rng = Client(port), random.Random()
-    mine = {"search": [], "events": [], "errors": 0, "acknowledged": 0, "sent": 0}
+    token = page_token(client, rng.choice(queries))
+    mine = {"search": [], "events": [], "errors": 0, "acknowledged": 0, "sent": 0, "tokens": [token]}
     while time.perf_counter() < deadline:
         query = rng.choice(queries)
         status, body, ms = client.get(recommendations_path(query))
@@ -47,11 +58,11 @@ def shopper(port, queries, deadline, run_id, out, lock):
             continue
         mine["search"].append(ms)
         products = [item["product"] for item in json.loads(body)["results"]]
-        events = [{"query": query, "product": key, "event": "impression", "session": run_id} for key in products]
+        events = [{"query": query, "product": key, "event": "impression"} for key in products]
         if products:
-            events.append({"query": query, "product": rng.choice(products), "event": "click", "session": run_id})
+            events.append({"query": query, "product": rng.choice(products), "event": "click"})
         mine["sent"] += len(events)
-        status, body, ms = client.post_json("/api/shopguide/events/", events)
+        status, body, ms = client.post_json("/api/shopguide/events/", events, {"X-Shopguide-Token": token})
         if status != 201:
             mine["errors"] += 1
             continue
@@ -74,7 +85,6 @@ def main():
 
     with open(args.data / "judgments.csv", newline="") as file:
         queries = sorted({row["query"] for row in csv.DictReader(file)})
-    run_id = f"load-{uuid.uuid4().hex[:12]}"
     port = free_port()
     server = start_server(env, port)
     out, lock = {}, threading.Lock()
@@ -82,8 +92,7 @@ def main():
         Client(port).get(recommendations_path("warm up"))
         deadline = time.perf_counter() + args.seconds
         threads = [
-            threading.Thread(target=shopper, args=(port, queries, deadline, run_id, out, lock))
-            for _ in range(args.clients)
+            threading.Thread(target=shopper, args=(port, queries, deadline, out, lock)) for _ in range(args.clients)
         ]
         started = time.perf_counter()
         for thread in threads:
@@ -94,7 +103,9 @@ def main():
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
-    stored = SearchEvent.objects.filter(session=run_id).count()
+    from shopguide.shoppers import read_token
+
+    stored = SearchEvent.objects.filter(session__in=[read_token(token).id for token in out["tokens"]]).count()
     results = {
         "clients": args.clients,
         "seconds": round(elapsed, 1),

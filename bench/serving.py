@@ -62,8 +62,9 @@ class Client:
     def get(self, path):
         return self.request("GET", path)
 
-    def post_json(self, path, data):
-        return self.request("POST", path, json.dumps(data).encode(), {"Content-Type": "application/json"})
+    def post_json(self, path, data, headers=None):
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        return self.request("POST", path, json.dumps(data).encode(), headers)
 
     def request(self, method, path, body=None, headers=None):
         started = time.perf_counter()

@@ -240,6 +240,8 @@ def record_server_event(kind, product, *, request=None, user=None, query=None):
     nothing). Pass the ``request`` (the shopper is weighed by their network) or, where the
     order is completed without one (a payment provider's callback), the ``user``.
     Add-to-cart and purchase events are recorded only this way, never by the public API."""
+    if kind not in SearchEvent.Kind.values:
+        raise ValueError(f"{kind!r} is not an event kind ({', '.join(SearchEvent.Kind.values)}).")
     if request is None and user is None:
         raise TypeError("record_server_event() needs the request or the user.")
     session = getattr(request, "session", None)

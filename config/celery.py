@@ -17,10 +17,3 @@ def use_embedded_broker(sender, source, **kwargs):
 
         source.broker_url = embedded.redis_url()
         source.result_backend = source.result_backend or source.broker_url
-
-
-@app.on_after_finalize.connect
-def add_shopguide_schedule(sender, **kwargs):
-    from shopguide.tasks import beat_schedule
-
-    sender.conf.beat_schedule = {**(sender.conf.beat_schedule or {}), **beat_schedule()}

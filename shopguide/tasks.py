@@ -8,7 +8,7 @@ alone.
 import logging
 
 from celery import group, shared_task
-from celery.signals import worker_ready
+from celery.signals import beat_init, worker_ready
 from django.db import OperationalError
 
 from . import operations
@@ -119,6 +119,17 @@ def beat_schedule():
     if not hours:
         return {}
     return {"shopguide-retrain": {"task": "shopguide.scheduled_train", "schedule": float(hours) * 3600}}
+
+
+@beat_init.connect
+def add_beat_schedule(sender=None, **kwargs):
+    """``celery beat`` of whatever Celery app the shop runs gets shopguide's entries, once its
+    tasks are discovered (``app.autodiscover_tasks()``, which imports this module): nothing
+    to copy into the shop's own Celery module."""
+    entries = beat_schedule()
+    if entries:
+        sender.scheduler.update_from_dict(entries)
+        logger.info("shopguide's beat entries: %s", ", ".join(entries))
 
 
 @worker_ready.connect

@@ -189,3 +189,19 @@ def test_scheduled_retraining_is_off_by_default_and_skips_busy_times(shop, setti
     TrainingRun.objects.create(status="running")
     assert scheduled_train() is None
     assert TrainingRun.objects.count() == 1
+
+
+def test_celery_beat_of_any_celery_app_runs_the_schedule(settings, tmp_path):
+    from celery import Celery, signals
+    from celery.beat import Service
+
+    def beat_entries():
+        app = Celery("host_shop")  # a shop's own app: nothing of the demo's config/celery.py
+        service = Service(app=app, schedule_filename=str(tmp_path / f"beat-{len(list(tmp_path.iterdir()))}"))
+        signals.beat_init.send(sender=service)  # what `celery beat` sends once it has its scheduler
+        return service.scheduler.schedule
+
+    assert "shopguide-retrain" not in beat_entries()
+    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "RETRAIN_EVERY_HOURS": 6}
+    entry = beat_entries()["shopguide-retrain"]
+    assert entry.task == "shopguide.scheduled_train" and entry.schedule.run_every.total_seconds() == 21600

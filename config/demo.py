@@ -65,7 +65,6 @@ def main(argv=None):
     print("shopguide demo: PostgreSQL and broker ready", flush=True)
 
     manage("migrate", "--noinput", "-v", "0", env=env)
-    manage("createcachetable", env=env)
     manage("load_catalog", str(DEMO_DATA), env=env)
     if args.data:
         manage("load_catalog", args.data, env=env)

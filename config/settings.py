@@ -92,7 +92,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# A cache every process shares (here: a PostgreSQL table, created by `createcachetable`), so
+# A cache every process shares (here: a PostgreSQL table, made by the catalog app's migration), so
 # the recommendations a Celery worker precomputes after a rescore reach the web processes.
 # The database backend counts its rows on every write: keep the table small (measured: with
 # 20,000 rows an uncached recommendation took 9 ms longer). A shop with Redis uses RedisCache.

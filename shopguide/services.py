@@ -19,11 +19,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from asgiref.local import Local
 from django.core.cache import caches
 from django.core.signals import request_finished, request_started
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .catalog_source import get_catalog_source
@@ -261,6 +263,28 @@ def record_server_event(kind, product, *, request=None, user=None, query=None):
     )
 
 
+def with_shared_cache(use, failing):
+    """``use(cache)`` with the shared cache. The cache is a convenience: one that fails (a
+    missing table, Redis down) is logged (``failing`` says what that costs) and None returned.
+    Inside a transaction the cache's work takes a savepoint, so a database cache's error
+    cannot abort the caller's transaction."""
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            return use(caches[CACHE_ALIAS])
+    except Exception as exc:
+        logger.warning("shopguide: the %r cache failed (%s: %s); %s.", CACHE_ALIAS, type(exc).__name__, exc, failing)
+        return None
+
+
+def cached(key):
+    """The shared cache's answer for ``key``, or None."""
+    return with_shared_cache(lambda cache: cache.get(key), "answering without it")
+
+
+def keep(key, answer):
+    with_shared_cache(lambda cache: cache.set(key, answer, shopguide_settings.CACHE_TIMEOUT), "the answer is not kept")
+
+
 def recommend(query, *, user=None, exclude=(), limit=8):
     """Up to ``limit`` (at most 50) available products for ``query``, best first: a list of
     ``Recommendation(product, score, reason)`` whose ``model_version`` names the version that
@@ -272,12 +296,11 @@ def recommend(query, *, user=None, exclude=(), limit=8):
     normalized = normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
     if not normalized:
         return Recommendations()
-    cache = caches[CACHE_ALIAS]
     key = cache_key(normalized)
-    answer = cache.get(key)
+    answer = cached(key)
     if answer is None:
         answer = ranked_for(normalized)
-        after_response(cache.set, key, answer, shopguide_settings.CACHE_TIMEOUT)
+        after_response(keep, key, answer)
     version, ranked = answer
     return Recommendations(materialise(ranked, exclude, limit), version)
 

@@ -153,3 +153,27 @@ def test_a_version_whose_files_changed_stops_serving_and_the_admin_says_why(serv
         shutil.copytree(backup, model.folder)
     ServingIndex.reset()
     assert recommend(word)[0].reason != "matches words of"
+
+
+BROKEN_CACHE = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "no_such_cache_table"}
+
+
+@pytest.mark.django_db  # inside a transaction, as with ATOMIC_REQUESTS: the cache must not abort it
+def test_a_failing_cache_is_logged_and_skipped(settings, caplog):
+    product = Product.objects.create(external_id="x1", title="Cordless drill")
+    settings.CACHES = {**settings.CACHES, "default": BROKEN_CACHE}
+    ServingIndex.reset()
+    assert [item.product for item in recommend("drill")] == [product]  # read and write both fail
+    body = Client().get("/api/shopguide/recommendations/", {"q": "cordless drill"}).json()
+    assert body["results"][0]["product"] == str(product.pk)
+    assert Product.objects.count() == 1  # the transaction is still usable
+    assert "the 'default' cache failed (ProgrammingError" in caplog.text and "answering without it" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_makes_the_demo_cache_tables():
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE shopguide_cache")
+    call_command("migrate", "catalog", "0001", verbosity=0)
+    call_command("migrate", "catalog", verbosity=0)  # what the README's manual path runs
+    assert "shopguide_cache" in connection.introspection.table_names()

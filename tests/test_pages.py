@@ -75,3 +75,15 @@ def test_admin_shows_the_catalogue_to_staff_only(staff_client, products):
     response = staff_client.get(url)
     assert response.status_code == 200
     assert "Cordless Drill Driver" in response.text and "Garden Hose" in response.text
+
+
+def test_static_files_are_served_with_debug_off(client, settings):
+    assert not settings.DEBUG  # as in production: nothing of Django's development serving
+    for path, content in (
+        ("/static/shopguide/tracking.js", b"X-Shopguide-Token"),
+        ("/static/admin/css/base.css", b"body"),
+        ("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js", b"SwaggerUIBundle"),
+    ):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert content in b"".join(response.streaming_content), path

@@ -1,5 +1,6 @@
 """System checks that name mistakes in the ``SHOPGUIDE`` settings."""
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
@@ -23,6 +24,76 @@ def missing_field(model, setting, path, error_id):
     return None
 
 
+REQUIRED_APPS = ("django.contrib.postgres", "rest_framework")
+AUTO_ACTIVATE_CHOICES = ("if_better", "always", "never")
+
+
+def whole_number(value, least):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def positive_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def rate(value):
+    """A DRF rate such as "120/min"."""
+    number, _, period = str(value).partition("/")
+    return isinstance(value, str) and number.isdigit() and period[:1] in ("s", "m", "h", "d")
+
+
+def value_check(name, valid, expected, error_id, none_allowed=False):
+    """A check that ``SHOPGUIDE[name]`` is valid: ``expected`` says what it should be."""
+
+    def check():
+        value = getattr(shopguide_settings, name)
+        if (value is None and none_allowed) or valid(value):
+            return []
+        wanted = expected() if callable(expected) else expected
+        return [Error(f'SHOPGUIDE["{name}"] is {value!r}; use {wanted}.', id=error_id)]
+
+    return check
+
+
+VALUE_CHECKS = [
+    value_check("PRECISION", lambda v: v in PRECISIONS, f"one of {', '.join(map(repr, PRECISIONS))}", "shopguide.E006"),
+    value_check(
+        "PROXY_COUNT", lambda v: whole_number(v, 0), "the number of your own proxies (0 or more)", "shopguide.E007"
+    ),
+    value_check("MIN_SHOPPERS", lambda v: whole_number(v, 1), "a whole number of 1 or more", "shopguide.E009"),
+    value_check(
+        "SHOPPER_TOKEN_MAX_AGE", lambda v: whole_number(v, 1), "seconds, a whole number of 1 or more", "shopguide.E010"
+    ),
+    value_check(
+        "CACHE_TIMEOUT", lambda v: whole_number(v, 1), "seconds, a whole number of 1 or more", "shopguide.E012"
+    ),
+    value_check("RESCORE_CHUNK_SIZE", lambda v: whole_number(v, 1), "a whole number of 1 or more", "shopguide.E012"),
+    value_check("WARM_QUERIES", lambda v: whole_number(v, 0), "a whole number of 0 or more", "shopguide.E012"),
+    value_check(
+        "TORCH_THREADS", lambda v: whole_number(v, 1), "a whole number of 1 or more, or None", "shopguide.E012", True
+    ),
+    value_check(
+        "RERANK_BUDGET_MS", lambda v: positive_number(v) or v == 0, "milliseconds, 0 or more", "shopguide.E012"
+    ),
+    value_check("RETRAIN_EVERY_HOURS", positive_number, "hours, more than 0, or None", "shopguide.E012", True),
+    value_check("RECONCILE_EVERY_MINUTES", positive_number, "minutes, more than 0, or None", "shopguide.E012", True),
+    value_check("EVENTS_RATE", rate, 'a rate such as "120/min" or None', "shopguide.E012", True),
+    value_check("RESCORE_ON_SAVE", lambda v: isinstance(v, bool), "True or False", "shopguide.E012"),
+    value_check(
+        "AUTO_ACTIVATE",
+        lambda v: v in AUTO_ACTIVATE_CHOICES,
+        f"one of {', '.join(map(repr, AUTO_ACTIVATE_CHOICES))}",
+        "shopguide.E012",
+    ),
+    value_check(
+        "THROTTLE_CACHE",
+        lambda v: v in settings.CACHES,
+        lambda: f"an alias of CACHES ({', '.join(map(repr, settings.CACHES))})",
+        "shopguide.E008",
+    ),
+]
+
+
 @register()
 def check_settings(app_configs=None, **kwargs):
     errors = [
@@ -34,31 +105,14 @@ def check_settings(app_configs=None, **kwargs):
         for name in shopguide_settings.user_settings
         if name not in DEFAULTS
     ]
-    if shopguide_settings.PRECISION not in PRECISIONS:
+    errors += [error for check in VALUE_CHECKS for error in check()]
+    missing = [app for app in REQUIRED_APPS if not apps.is_installed(app)]
+    if missing:
         errors.append(
             Error(
-                f'SHOPGUIDE["PRECISION"] is {shopguide_settings.PRECISION!r}; use one of {", ".join(map(repr, PRECISIONS))}.',
-                id="shopguide.E006",
-            )
-        )
-    proxies = shopguide_settings.PROXY_COUNT
-    if not isinstance(proxies, int) or isinstance(proxies, bool) or proxies < 0:
-        errors.append(
-            Error(
-                f'SHOPGUIDE["PROXY_COUNT"] is {proxies!r}; use the number of your own proxies (0 or more).',
-                id="shopguide.E007",
-            )
-        )
-    for name, error_id in (("MIN_SHOPPERS", "shopguide.E009"), ("SHOPPER_TOKEN_MAX_AGE", "shopguide.E010")):
-        value = getattr(shopguide_settings, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            errors.append(Error(f'SHOPGUIDE["{name}"] is {value!r}; use a whole number of 1 or more.', id=error_id))
-    if shopguide_settings.THROTTLE_CACHE not in settings.CACHES:
-        errors.append(
-            Error(
-                f'SHOPGUIDE["THROTTLE_CACHE"] is {shopguide_settings.THROTTLE_CACHE!r}, which is not '
-                f"an alias of CACHES ({', '.join(map(repr, settings.CACHES))}).",
-                id="shopguide.E008",
+                f"shopguide needs {', '.join(missing)} in INSTALLED_APPS.",
+                hint="INSTALLED_APPS = [..., 'django.contrib.postgres', 'rest_framework', 'shopguide']",
+                id="shopguide.E011",
             )
         )
     try:

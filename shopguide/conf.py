@@ -46,6 +46,10 @@ DEFAULTS = {
     # Milliseconds a query may take with the cross-encoder reranking its top candidates (only
     # versions whose training found the reranker helpful have one); 0: never rerank.
     "RERANK_BUDGET_MS": 250,
+    # Minutes between Celery beat's reconciliations, which find products whose text or
+    # availability changed without a signal (queryset.update(), raw SQL, another program) and
+    # refresh them; None: no reconciliation.
+    "RECONCILE_EVERY_MINUTES": 5,
     # Products per rescore chunk (one Celery task each).
     "RESCORE_CHUNK_SIZE": 1000,
     # After a rescore, precompute recommendations for this many of the most searched queries.

@@ -11,6 +11,7 @@ import logging
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .ml.version_files import VersionFilesError, verify
 from .models import RecommenderModel, TrainingRun
@@ -169,3 +170,45 @@ def rescore_here(model=None, activate=False, reuse_vectors=True, progress=None):
         return rescore_now(model, activate=activate, progress=progress, reuse_vectors=reuse_vectors)
     except (RescoreError, ActivationError) as exc:
         raise OperationError(str(exc)) from exc
+
+
+def product_keys(products):
+    """Keys of ``products``: instances of the product model, primary keys or keys."""
+    source = get_catalog_source()
+    return [source.key(item) if hasattr(item, "pk") else str(item) for item in products]
+
+
+def refresh_products(products):
+    """Call after changing many products at once without signals (``queryset.update()``, raw
+    SQL, an import): those now gone or unavailable leave every answer at once, shared and
+    per-process caches included, and the rest are re-encoded by the workers (chunks of
+    ``RESCORE_CHUNK_SIZE`` on ``RESCORE_QUEUE``). ``products``: instances, primary keys or
+    keys. Returns how many were dropped at once. With the broker down the re-encoding waits
+    for the next reconciliation."""
+    from .rescoring import refresh_products as refresh
+    from .tasks import refresh_products_task
+
+    keys = product_keys(products)
+    _, dropped = refresh(keys, encode=False)
+    size = shopguide_settings.RESCORE_CHUNK_SIZE
+    try:
+        for start in range(0, len(keys), size):
+            refresh_products_task.apply_async(args=[keys[start : start + size]], queue=shopguide_settings.RESCORE_QUEUE)
+    except Exception:
+        logger.warning("Could not queue the refresh of %d products; the reconciliation picks them up.", len(keys))
+    return dropped
+
+
+def reconcile():
+    """Find the products whose text or availability changed without a signal and refresh
+    them here, in chunks; return how many were stale."""
+    from .rescoring import refresh_products as refresh
+    from .rescoring import stale_keys
+
+    keys = stale_keys()
+    size = shopguide_settings.RESCORE_CHUNK_SIZE
+    for start in range(0, len(keys), size):
+        refresh(keys[start : start + size])
+    if keys:
+        logger.info("Reconciliation refreshed %d product(s) changed without a signal.", len(keys))
+    return len(keys)

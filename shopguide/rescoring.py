@@ -198,25 +198,65 @@ def rescore_now(model, activate=True, progress=None, reuse_vectors=True):
     return rescore
 
 
-def refresh_product(key):
-    """Re-encode one product with the active version, or drop it when it is gone or unavailable."""
-    model = active_model()
-    source = get_catalog_source()
-    try:
-        pk = source.model._meta.pk.to_python(key)
-    except Exception:
-        return
-    texts = dict(source.iter_texts(source.available_products().filter(pk=pk)))
-    vector = encoder_for(model).encode([texts[key]])[0] if key in texts and model is not None else None
+def valid_keys(source, keys):
+    """``{key: primary key}`` for the keys that can name a product of the model."""
+    found = {}
+    for key in keys:
+        try:
+            found[str(key)] = source.model._meta.pk.to_python(key)
+        except Exception:  # not a primary key of this model: no product has it
+            continue
+    return found
+
+
+def refresh_products(keys, encode=True):
+    """Bring the serving vectors of ``keys`` in step with the catalogue: drop those of products
+    that are gone or unavailable, and (``encode``) encode with the active version those whose
+    text changed or that have none yet. One serving-state change for all, so every cached
+    answer, shared or per process, is retired. Returns ``(encoded, dropped)``."""
+    keys = {str(key) for key in keys}
+    if not keys:
+        return 0, 0
+    source, model = get_catalog_source(), active_model()
+    available = source.available_products().filter(pk__in=set(valid_keys(source, keys).values()))
+    gone = keys - {source.key_for_pk(pk) for pk in available.values_list("pk", flat=True)}
+    changed, texts = [], {}
+    if encode and model is not None:
+        texts = dict(source.iter_texts(available))
+        serving = {
+            key: (text, model_id)
+            for key, text, model_id in ProductVector.objects.filter(product_key__in=texts).values_list(
+                "product_key", "text", "model_id"
+            )
+        }
+        changed = [key for key, text in texts.items() if serving.get(key) != (text, model.pk)]
+    vectors = encoder_for(model).encode([texts[key] for key in changed]) if changed else []
     with transaction.atomic():
-        if vector is None:
-            ProductVector.objects.filter(product_key=key).delete()
-        else:
+        dropped, _ = ProductVector.objects.filter(product_key__in=gone).delete()
+        for key, vector in zip(changed, vectors):
             ProductVector.objects.update_or_create(
                 product_key=key, defaults={"model": model, "text": texts[key], "embedding": vector}
             )
-        ServingState.bump()
-    vectors_replaced.send(sender=ProductVector, rescore=None)
+        ServingState.bump()  # also for a change the vectors do not show (a price): answers carry it
+    if dropped or changed:
+        vectors_replaced.send(sender=ProductVector, rescore=None)
+    return len(changed), dropped
+
+
+def refresh_product(key):
+    """Re-encode one product with the active version, or drop it when it is gone or unavailable."""
+    return refresh_products([key])
+
+
+def stale_keys():
+    """Keys whose serving vector no longer matches the catalogue: products deleted or made
+    unavailable, texts changed, available products without a vector. What changed without a
+    signal (``queryset.update()``, raw SQL, another program) shows up here."""
+    if active_model() is None:
+        return []
+    serving = dict(ProductVector.objects.values_list("product_key", "text").iterator(chunk_size=5000))
+    stale = [key for key, text in get_catalog_source().iter_texts() if serving.pop(key, None) != text]
+    return stale + list(serving)  # what is left serves no available product
 
 
 def _forget_encoders(*, setting, **kwargs):

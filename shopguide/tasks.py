@@ -14,7 +14,7 @@ from django.db import OperationalError
 from . import operations
 from .conf import shopguide_settings
 from .models import RecommenderModel, TrainingRun
-from .rescoring import build_vector_index, encode_chunk, refresh_product, start_rescore
+from .rescoring import build_vector_index, encode_chunk, refresh_product, refresh_products, start_rescore
 from .training import TrainingError, execute_run, fail_abandoned_runs
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,27 @@ def refresh_product_task(key):
     refresh_product(key)
 
 
+@shared_task(
+    name="shopguide.refresh_products",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=CHUNK_TIME_LIMIT,
+    time_limit=CHUNK_TIME_LIMIT + 60,
+)
+def refresh_products_task(keys):
+    """Re-encode or drop one chunk of products (``operations.refresh_products``)."""
+    return refresh_products(keys)
+
+
+@shared_task(name="shopguide.reconcile", acks_late=True)
+def reconcile():
+    """Celery beat's reconciliation (``RECONCILE_EVERY_MINUTES``): refresh the products whose
+    text or availability changed without a signal."""
+    return operations.reconcile()
+
+
 @shared_task(name="shopguide.scheduled_train")
 def scheduled_train():
     """Celery beat's retraining: queued unless a run is already queued or running."""
@@ -114,11 +135,15 @@ def scheduled_train():
 
 
 def beat_schedule():
-    """The Celery beat entries shopguide wants (none unless RETRAIN_EVERY_HOURS is set)."""
-    hours = shopguide_settings.RETRAIN_EVERY_HOURS
-    if not hours:
-        return {}
-    return {"shopguide-retrain": {"task": "shopguide.scheduled_train", "schedule": float(hours) * 3600}}
+    """The Celery beat entries shopguide wants: the reconciliation (``RECONCILE_EVERY_MINUTES``)
+    and retraining (``RETRAIN_EVERY_HOURS``, off by default)."""
+    entries = {}
+    minutes, hours = shopguide_settings.RECONCILE_EVERY_MINUTES, shopguide_settings.RETRAIN_EVERY_HOURS
+    if minutes:
+        entries["shopguide-reconcile"] = {"task": "shopguide.reconcile", "schedule": float(minutes) * 60}
+    if hours:
+        entries["shopguide-retrain"] = {"task": "shopguide.scheduled_train", "schedule": float(hours) * 3600}
+    return entries
 
 
 @beat_init.connect

@@ -16,6 +16,16 @@ def staff_client(client, django_user_model):
     return client
 
 
+@pytest.fixture
+def eager_celery():
+    """Tasks run in the calling process (unit tests; the worker tests use a real worker)."""
+    from config.celery import app as celery_app
+
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
 def shopper_headers(address="192.0.2.10"):
     """Request arguments of a shopper on ``address`` holding the token a shop page would give
     them (``client.post(..., **shopper_headers())``)."""

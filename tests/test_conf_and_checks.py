@@ -76,3 +76,46 @@ def test_caches_derived_from_settings_follow_them():
     ServingIndex._current = "an index"
     with override_settings(SHOPGUIDE={**VALID, "PRECISION": "float32"}):
         assert responses.get("an answer") is None and ServingIndex._current is None
+
+
+def test_every_setting_is_checked_for_its_type_and_range():
+    good = dict(
+        CACHE_TIMEOUT=60,
+        RESCORE_CHUNK_SIZE=500,
+        WARM_QUERIES=0,
+        TORCH_THREADS=None,
+        RERANK_BUDGET_MS=0,
+        RETRAIN_EVERY_HOURS=0.5,
+        RECONCILE_EVERY_MINUTES=None,
+        EVENTS_RATE="30/s",
+        RESCORE_ON_SAVE=False,
+        AUTO_ACTIVATE="never",
+        MIN_SHOPPERS=1,
+        SHOPPER_TOKEN_MAX_AGE=600,
+    )
+    assert error_ids(**VALID, **good) == []
+    for name, wrong in (
+        ("CACHE_TIMEOUT", "abc"),
+        ("CACHE_TIMEOUT", 0),
+        ("RESCORE_CHUNK_SIZE", 0),
+        ("WARM_QUERIES", -5),
+        ("TORCH_THREADS", 0),
+        ("RERANK_BUDGET_MS", -1),
+        ("RETRAIN_EVERY_HOURS", 0),
+        ("RECONCILE_EVERY_MINUTES", "5"),
+        ("EVENTS_RATE", "lots"),
+        ("RESCORE_ON_SAVE", "yes"),
+        ("AUTO_ACTIVATE", "sometimes"),
+    ):
+        with override_settings(SHOPGUIDE={**VALID, name: wrong}):
+            (error,) = check_settings()
+        assert error.id == "shopguide.E012" and f'SHOPGUIDE["{name}"] is {wrong!r}' in error.msg, (name, wrong)
+    for name, wrong, error_id in (("MIN_SHOPPERS", 0, "E009"), ("SHOPPER_TOKEN_MAX_AGE", 1.5, "E010")):
+        assert error_ids(**VALID, **{name: wrong}) == [f"shopguide.{error_id}"]
+
+
+def test_the_apps_shopguide_needs_are_checked(settings):
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "rest_framework"]
+    with override_settings(SHOPGUIDE=VALID):
+        (error,) = check_settings()
+    assert error.id == "shopguide.E011" and "rest_framework" in error.msg

@@ -7,12 +7,12 @@ from django.template import Context, Template
 from django.test import RequestFactory
 
 from catalog.models import Product
-from shopguide import services, serving
+from shopguide import operations, services, serving
 from shopguide.embeddings import has_pgvector
 from shopguide.ml.memory import SearchMemory
 from shopguide.ml.ranking import InProcessVectors
-from shopguide.models import RecommenderModel, SearchEvent, ServingState
-from shopguide.rescoring import refresh_product
+from shopguide.models import ProductVector, RecommenderModel, SearchEvent, ServingState
+from shopguide.rescoring import refresh_product, stale_keys
 from shopguide.services import after_response, recommend, similar_products
 from shopguide.serving import ServingIndex
 from tests.conftest import heldout_slang, trained_slang_shop
@@ -154,6 +154,46 @@ def test_a_product_out_of_stock_since_its_list_was_cached_is_left_out(products):
     before = keys(recommend(word, limit=8))
     Product.objects.filter(external_id=before[0]).update(in_stock=False)  # no signal: the cached list still names it
     assert keys(recommend(word, limit=3)) == before[1:4]
+
+
+def api_keys(client, query):
+    return [row["product"] for row in client.get("/api/shopguide/recommendations/", {"q": query}).json()["results"]]
+
+
+def test_after_a_bulk_change_refresh_products_takes_a_product_out_of_every_answer_at_once(
+    products, client, eager_celery
+):
+    word = trained_words()[0]
+    first = products[SLANG[word]]
+    assert api_keys(client, word)[0] == str(first.pk)  # now in this process's answers too
+    Product.objects.filter(pk=first.pk).update(in_stock=False)  # a stock sync: no signal
+    assert api_keys(client, word)[0] == str(first.pk)  # the per-process answer does not know
+    assert operations.refresh_products([first]) == 1
+    assert str(first.pk) not in api_keys(client, word) and first not in [i.product for i in recommend(word)]
+    assert not ProductVector.objects.filter(product_key=str(first.pk)).exists()
+
+
+def test_the_reconciliation_finds_what_changed_without_a_signal(products, client):
+    word = trained_words()[0]
+    first, renamed = products[SLANG[word]], products["p3"]
+    assert api_keys(client, word)[0] == str(first.pk)
+    Product.objects.filter(pk=first.pk).update(in_stock=False)
+    Product.objects.filter(pk=renamed.pk).update(title="Brass door knocker")
+    (new,) = Product.objects.bulk_create([Product(external_id="p9", title="Folding camping chair")])
+    assert sorted(stale_keys()) == sorted([str(first.pk), str(renamed.pk), str(new.pk)])
+    assert operations.reconcile() == 3 and stale_keys() == []
+    assert ProductVector.objects.get(product_key=str(renamed.pk)).text.startswith("Brass door knocker")
+    assert ProductVector.objects.filter(product_key=str(new.pk)).exists()
+    assert str(first.pk) not in api_keys(client, word)
+    assert operations.reconcile() == 0
+
+
+def test_the_reconciliation_is_on_the_schedule_by_default(settings):
+    from shopguide.tasks import beat_schedule
+
+    assert beat_schedule() == {"shopguide-reconcile": {"task": "shopguide.reconcile", "schedule": 300.0}}
+    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "RECONCILE_EVERY_MINUTES": None}
+    assert beat_schedule() == {}
 
 
 def test_a_mistyped_query_is_corrected_against_the_catalogue(products):

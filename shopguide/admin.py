@@ -263,6 +263,11 @@ class JudgmentUploadForm(forms.Form):
         help_text="Columns query, product_id, grade and optionally split; UTF-8. "
         "Products are named by their id in your shop. All rows are stored, or none.",
     )
+    skip_unknown = forms.BooleanField(
+        required=False,
+        label="Skip rows of products the shop no longer has",
+        help_text="Store the other rows and list the skipped ones with their line numbers.",
+    )
 
 
 @admin.register(Judgment)
@@ -287,22 +292,28 @@ class JudgmentAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             return redirect("admin:index")
         form = JudgmentUploadForm(request.POST or None, request.FILES or None)
-        problems = []
+        problems, skipped = [], []
         if request.method == "POST" and form.is_valid():
             try:
-                count = import_judgments(form.cleaned_data["file"])
+                report = import_judgments(form.cleaned_data["file"], form.cleaned_data["skip_unknown"])
             except DatasetError as exc:
                 problems = [str(problem) for problem in exc.problems[:50]]
                 self.message_user(
                     request, f"Nothing was imported: {len(exc.problems)} problem(s) found.", messages.ERROR
                 )
             else:
-                self.message_user(request, f"{count} judgments imported.")
-                return redirect("admin:shopguide_judgment_changelist")
+                self.message_user(request, f"{report.stored} judgments imported.")
+                if not report.skipped:
+                    return redirect("admin:shopguide_judgment_changelist")
+                skipped = [str(problem) for problem in report.skipped[:50]]
+                self.message_user(
+                    request, f"{len(report.skipped)} row(s) of unknown products were skipped.", messages.WARNING
+                )
         context = {
             **self.admin_site.each_context(request),
             "form": form,
             "problems": problems,
+            "skipped": skipped,
             "opts": self.model._meta,
             "title": "Import judgments",
         }

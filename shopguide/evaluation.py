@@ -40,22 +40,20 @@ STRATEGIES = ("postgres_fts", "bm25", "bm25_products", "zero_shot", "fine_tuned"
 
 
 def read_judgments(path, split=None):
-    """``{normalised query: {product key: grade}}`` from a judgments file (dataset format).
-
-    Products are named by the shop's external id; an unknown one is an error, as is any
-    malformed row (``DatasetError`` lists them).
-    """
+    """``({normalised query: {product key: grade}}, skipped)`` from a judgments file (dataset
+    format), only the rows of ``split`` when given. Products are named by the shop's external
+    id; rows of products the catalogue no longer has are left out and counted (``skipped``);
+    a malformed row is an error (``DatasetError`` lists them)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError([Problem(str(path), None, "no such file")])
-    rows, keys = resolve_judgments(path)
+    rows, keys, skipped = resolve_judgments(path, skip_unknown=True, split=split)
     qrels = {}
     for row in rows:
-        if split is None or row["split"] == split:
-            qrels.setdefault(row["query_norm"], {})[keys[row["product_id"]]] = row["grade"]
+        qrels.setdefault(row["query_norm"], {})[keys[row["product_id"]]] = row["grade"]
     if not qrels:
         raise DatasetError([Problem(str(path), None, "no judgments" + (f" in split {split!r}" if split else ""))])
-    return qrels
+    return qrels, len(skipped)
 
 
 def postgres_fts_rankings(keys, texts, queries, depth=100):

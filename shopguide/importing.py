@@ -132,12 +132,15 @@ def validate_query(table, line, query):
     return normalized
 
 
-def validate_judgments(path, known_ids=None):
+def validate_judgments(path, known_ids=None, split=None):
     """Check judgments; several rows for one (query, product) are merged into their mean grade.
 
     ``known_ids``: the product ids that exist; None leaves that check to the caller.
+    ``split``: read only the rows of that split (the others are not checked either).
     """
     table = read_csv(path, required=["query", "product_id", "grade"], optional=["split"])
+    if split is not None:
+        table.rows = [(line, row) for line, row in table.rows if row.get("split", "") == split]
     judgments = {}
     for line, row in table.rows:
         query_norm = validate_query(table, line, row["query"])
@@ -185,19 +188,22 @@ def parse_timestamp(table, line, text):
 
 
 def validate_events(path, known_ids, loaded_at):
+    """Check events; ``known_ids``: the product ids that exist; None leaves that check to the
+    caller."""
     table = read_csv(path, required=["query", "product_id", "event"], optional=["session", "timestamp"])
     kinds = set(SearchEvent.Kind.values)
     events, seen = [], {}
     for line, row in table.rows:
         query_norm = validate_query(table, line, row["query"])
         product_id, kind, session = row["product_id"], row["event"], row.get("session", "")
-        if product_id not in known_ids:
+        known = known_ids is None or product_id in known_ids
+        if not known:
             table.problem(line, f"unknown product {product_id!r}", "product_id")
         if kind not in kinds:
             table.problem(line, f"{kind!r} is not one of {', '.join(sorted(kinds))}", "event")
         moment = parse_timestamp(table, line, row["timestamp"]) if row.get("timestamp") else loaded_at
         valid = check_length(table, line, "session", session, 64)
-        if not valid or query_norm is None or product_id not in known_ids or kind not in kinds or moment is None:
+        if not valid or query_norm is None or not known or kind not in kinds or moment is None:
             continue
         # Identical rows are distinct events (a shopper can click twice): number them.
         identity = (row["query"], product_id, kind, session, row.get("timestamp", ""))
@@ -205,6 +211,7 @@ def validate_events(path, known_ids, loaded_at):
         import_key = hashlib.sha256(repr((*identity, seen[identity])).encode()).hexdigest()
         events.append(
             {
+                "line": line,
                 "query": row["query"],
                 "query_norm": query_norm,
                 "product_id": product_id,
@@ -276,22 +283,59 @@ def store_events(events, keys, progress=None):
     return SearchEvent.objects.count() - before
 
 
-def resolve_judgments(source):
-    """Validated judgment rows of a file whose product ids name products of the catalogue,
-    and ``{product id: key}``; ``DatasetError`` lists every problem with its line."""
-    table, rows = validate_judgments(source)
+@dataclass
+class ImportReport:
+    stored: int
+    skipped: list  # Problems of the rows left out (unknown products), with their lines
+    already_there: int = 0  # events imported before
+
+    def __str__(self):
+        text = f"{self.stored} stored"
+        if self.already_there:
+            text += f", {self.already_there} already there"
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped (products the shop does not have)"
+        return text
+
+
+def resolve(table, rows, skip_unknown):
+    """``(rows naming products of the catalogue, {product id: key}, skipped Problems)``; an
+    unknown product is one more problem of ``table`` unless ``skip_unknown``. Any problem
+    raises ``DatasetError`` listing them all."""
     keys = get_catalog_source().keys_for_external_ids({row["product_id"] for row in rows})
-    for row in rows:
-        if row["product_id"] not in keys:
-            table.problem(row["line"], f"unknown product {row['product_id']!r}", "product_id")
-    if table.problems:
-        raise DatasetError(table.problems)
-    return rows, keys
+    unknown = [
+        Problem(table.name, row["line"], f"unknown product {row['product_id']!r}", "product_id")
+        for row in rows
+        if row["product_id"] not in keys
+    ]
+    if table.problems or (unknown and not skip_unknown):
+        raise DatasetError(sorted(table.problems + unknown, key=lambda problem: problem.line or 0))
+    return [row for row in rows if row["product_id"] in keys], keys, unknown
 
 
-def import_judgments(source):
-    """Store the judgments of a file (all or none); return how many were stored."""
-    rows, keys = resolve_judgments(source)
+def resolve_judgments(source, skip_unknown=False, split=None):
+    """Validated judgment rows of a file (those of ``split`` only, when given) whose product
+    ids name products of the catalogue, ``{product id: key}`` and the skipped rows'
+    ``Problem``s; ``DatasetError`` lists every problem with its line."""
+    table, rows = validate_judgments(source, split=split)
+    return resolve(table, rows, skip_unknown)
+
+
+def import_judgments(source, skip_unknown=False):
+    """Store the judgments of a file: all or none, or with ``skip_unknown`` all but those of
+    products the shop does not have (listed in the report)."""
+    rows, keys, skipped = resolve_judgments(source, skip_unknown)
     with transaction.atomic():
         store_judgments(rows, keys)
-    return len(rows)
+    return ImportReport(len(rows), skipped)
+
+
+def import_events(source, skip_unknown=False, progress=None):
+    """Store the events of a file (the dataset format's events.csv; each row once, however
+    often the file is imported): all or none, or with ``skip_unknown`` all but those of
+    products the shop does not have."""
+    table, events = validate_events(source, None, datetime.now(UTC))
+    events, keys, skipped = resolve(table, events, skip_unknown)
+    with transaction.atomic():
+        stored = store_events(events, keys, progress)
+    return ImportReport(stored, skipped, already_there=len(events) - stored)

@@ -116,9 +116,16 @@ def products(db):
     return {pid: Product.objects.create(external_id=pid, title=f"Product {pid}") for pid in ("a1", "b2")}
 
 
-def upload(client, content):
+def upload(client, content, **choices):
     file = SimpleUploadedFile("judgments.csv", content.encode(), content_type="text/csv")
-    return client.post(reverse("admin:shopguide_judgment_upload"), {"file": file}, follow=True)
+    return client.post(reverse("admin:shopguide_judgment_upload"), {"file": file, **choices}, follow=True)
+
+
+def test_judgment_upload_can_skip_products_the_shop_no_longer_has(users, products):
+    response = upload(users["admin"], "query,product_id,grade\nhose,a1,2\nhose,zz9,1\n", skip_unknown="on")
+    assert "1 judgments imported" in response.text and "1 row(s) of unknown products were skipped" in response.text
+    assert "judgments.csv:3: product_id: unknown product &#x27;zz9&#x27;" in response.text
+    assert list(Judgment.objects.values_list("query_norm", "product_key")) == [("hose", str(products["a1"].pk))]
 
 
 def test_judgment_upload_stores_every_row(users, products):

@@ -166,10 +166,46 @@ def test_bad_train_options_are_refused(shop, args, message):
     assert not TrainingRun.objects.exists()
 
 
-def test_evaluate_rejects_unknown_products_with_line_numbers(shop, tmp_path):
+def test_evaluate_reads_only_the_chosen_split_and_skips_vanished_products(shop, tmp_path, capsys):
+    train("--epochs", "1", "--max-pairs", "8", "--no-reranker", "--activate")
+    path = tmp_path / "judgments.csv"
+    path.write_text(
+        "query,product_id,grade,split\n"
+        "zorblax,p1,2,test\nquimbo,gone-since,1,test\n"  # a product sold off since the export
+        "vantrel,also-gone,1,train\nflenty,p3,x,train\n"  # other splits are not read, bad rows included
+    )
+    capsys.readouterr()
+    call_command("shopguide_evaluate", "--judgments", str(path), "--split", "test", "--json")
+    out, err = capsys.readouterr()
+    assert json.loads(out)["bm25"]["queries"] == 1
+    assert "Skipped 1 judgment(s) of products the catalogue no longer has." in err
+    with pytest.raises(CommandError, match=r"judgments.csv:5: grade: 'x' is not a number"):
+        call_command("shopguide_evaluate", "--judgments", str(path))
+
+
+def test_import_is_all_or_nothing_unless_unknown_products_are_skipped(shop, tmp_path, capsys):
+    Judgment.objects.all().delete()
     judgments = write_judgments(tmp_path / "judgments.csv", [("zorblax", "p1", 2), ("quimbo", "nope", 1)])
     with pytest.raises(CommandError, match=r"judgments.csv:3: product_id: unknown product 'nope'"):
-        call_command("shopguide_evaluate", "--judgments", str(judgments))
+        call_command("shopguide_import", "judgments", str(judgments))
+    assert not Judgment.objects.exists()
+    call_command("shopguide_import", "judgments", str(judgments), "--skip-unknown")
+    out, err = capsys.readouterr()
+    assert "Judgments: 1 stored, 1 skipped" in out and "skipped judgments.csv:3: product_id: unknown product" in err
+    assert list(Judgment.objects.values_list("query_norm", flat=True)) == ["zorblax"]
+
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "query,product_id,event,session\nzorblax,p1,click,s1\nzorblax,p1,click,s1\nquimbo,nope,purchase,s2\n"
+    )
+    with pytest.raises(CommandError, match=r"events.csv:4: product_id: unknown product 'nope'"):
+        call_command("shopguide_import", "events", str(events))
+    assert not SearchEvent.objects.exists()
+    call_command("shopguide_import", "events", str(events), "--skip-unknown")
+    call_command("shopguide_import", "events", str(events), "--skip-unknown")  # each row once
+    assert "Events: 0 stored, 2 already there, 1 skipped" in capsys.readouterr().out
+    assert SearchEvent.objects.filter(query_norm="zorblax", event="click").count() == 2
+    assert SearchEvent.objects.values("voter").distinct().count() == 1  # one session, one voter
 
 
 def test_scheduled_retraining_is_off_by_default_and_skips_busy_times(shop, settings, eager_celery):

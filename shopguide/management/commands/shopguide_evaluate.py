@@ -18,7 +18,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--judgments", required=True, help="judgments.csv in the shop dataset format")
-        parser.add_argument("--split", help="only the judgments of this split (e.g. dev, test)")
+        parser.add_argument(
+            "--split", help="only the judgments of this split (e.g. dev, test); other rows are not read"
+        )
         parser.add_argument("--k", type=int, default=10, help="cut-off for nDCG (default 10)")
         parser.add_argument("--json", action="store_true", help="print one JSON object: strategy -> metrics")
 
@@ -27,9 +29,11 @@ class Command(BaseCommand):
             raise CommandError("--k must be at least 1.")
         set_torch_threads(shopguide_settings.TORCH_THREADS)
         try:
-            qrels = read_judgments(options["judgments"], options["split"])
+            qrels, skipped = read_judgments(options["judgments"], options["split"])
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
+        if skipped:
+            self.stderr.write(f"Skipped {skipped} judgment(s) of products the catalogue no longer has.")
         bars = ProgressBars(self.stderr._out)
         try:
             results = evaluate_strategies(qrels, k=options["k"], progress=bars)

@@ -152,6 +152,7 @@ SHOPGUIDE = {
     "TEXT_FIELDS": ["title", "category__name", "brand__name", "description"],
     "AVAILABILITY_FIELD": "in_stock",
     "EXTERNAL_ID_FIELD": "external_id",
+    "CATALOG_SOURCE": "catalog.shopguide_source.DemoCatalogSource",  # prices shown in dollars
     "THROTTLE_CACHE": "throttle",
     "PROXY_COUNT": int(os.environ.get("PROXY_COUNT", 0)),
     "TORCH_THREADS": int(os.environ["TORCH_THREADS"]) if os.environ.get("TORCH_THREADS") else None,

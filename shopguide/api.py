@@ -136,7 +136,7 @@ class RecommendationQuery(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
-        help_text="Comma-separated product ids to leave out (the product on show).",
+        help_text="Comma-separated product ids (as the results give them) to leave out: the product on show.",
     )
 
     def validate_exclude(self, value):
@@ -149,10 +149,13 @@ class RecommendationQuery(serializers.Serializer):
 
 
 class RecommendationSerializer(serializers.Serializer):
-    product = serializers.CharField(help_text="The product's id.")
+    product = serializers.CharField(
+        help_text="The product's id: the shop's own (EXTERNAL_ID_FIELD) where it has one, else the primary key."
+    )
     title = serializers.CharField()
     url = serializers.CharField(allow_null=True)
-    price = serializers.CharField(allow_null=True)
+    price = serializers.CharField(allow_null=True, help_text="As the shop formats it (its catalogue adapter).")
+    image = serializers.CharField(allow_null=True)
     score = serializers.FloatField()
     reason = serializers.CharField(help_text="Why it is recommended, in words a shopper can read.")
 
@@ -244,14 +247,15 @@ class RecommendationsView(ShopguideView, APIView):
         return query, int(limit), []
 
     def answer(self, query, limit, exclude):
-        items = recommend(query, exclude=exclude, limit=limit)
-        source = get_catalog_source()
+        excluded = get_catalog_source().keys_for_public_ids(exclude).values() if exclude else ()
+        items = recommend(query, exclude=excluded, limit=limit)
         results = [
             {
-                "product": source.key(item.product),
-                "title": str(item.product),
-                "url": item.product.get_absolute_url() if hasattr(item.product, "get_absolute_url") else None,
-                "price": None if getattr(item.product, "price", None) is None else str(item.product.price),
+                "product": item.public_id,
+                "title": item.title,
+                "url": item.url,
+                "price": item.price,
+                "image": item.image_url,
                 "score": item.score,
                 "reason": item.reason,
             }
@@ -277,7 +281,8 @@ class EventSerializer(serializers.Serializer):
 
 def validate_events(data):
     """The events of a request body (one object or a list), all valid, or a ValidationError
-    naming each bad field (``"2.product"`` for the third event of a list)."""
+    naming each bad field (``"2.product"`` for the third event of a list); each event names
+    its product by key."""
     many = isinstance(data, list)
     items = data if many else [data]
     if not items:
@@ -287,9 +292,9 @@ def validate_events(data):
     serializers_ = [EventSerializer(data=item) for item in items]
     errors = [dict(serializer.errors) if not serializer.is_valid() else {} for serializer in serializers_]
     valid = [serializer.validated_data for serializer in serializers_ if not serializer.errors]
-    known = get_catalog_source().products_by_key({event["product"] for event in valid}, available_only=False)
+    keys = get_catalog_source().keys_for_public_ids({event["product"] for event in valid})
     for index, serializer in enumerate(serializers_):
-        if not serializer.errors and serializer.validated_data["product"] not in known:
+        if not serializer.errors and serializer.validated_data["product"] not in keys:
             errors[index]["product"] = [f"Unknown product {serializer.validated_data['product']!r}."]
     fields = {
         (f"{index}.{name}" if many else name): messages
@@ -298,7 +303,7 @@ def validate_events(data):
     }
     if fields:
         raise ValidationError(fields)
-    return valid
+    return [{**event, "product": keys[event["product"]]} for event in valid]
 
 
 class EventsThrottle(SimpleRateThrottle):

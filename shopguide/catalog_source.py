@@ -49,7 +49,9 @@ def get_product_model():
 
 
 class CatalogSource:
-    """Reads product keys, texts and availability from the shop's product model."""
+    """Reads product keys, texts and availability from the shop's product model, and presents
+    products (title, URL, price, image, the id the API speaks). Subclass it to change either:
+    a price in your own format, an image from a related model, texts from elsewhere."""
 
     def __init__(self, model, text_fields, availability_field=None, external_id_field=None):
         self.model = model
@@ -94,6 +96,39 @@ class CatalogSource:
         return {
             str(external_id): self.key_for_pk(pk) for external_id, pk in rows.values_list(self.external_id_field, "pk")
         }
+
+    # Presentation: what a strip, the API and the reasons show of a product.
+
+    def title(self, product):
+        return str(product)
+
+    def url(self, product):
+        """The product page (``get_absolute_url()``), or None."""
+        return product.get_absolute_url() if hasattr(product, "get_absolute_url") else None
+
+    def price(self, product):
+        """The price as the shop shows it, or None. By default the ``price`` attribute as it
+        is, with no currency: override to format it (``"€12,50"``)."""
+        value = getattr(product, "price", None)
+        return None if value is None or value == "" else str(value)
+
+    def image_url(self, product):
+        """A URL of the product's image (an ``image_url`` attribute or method), or None."""
+        value = getattr(product, "image_url", None)
+        return (value() if callable(value) else value) or None
+
+    def public_id(self, product):
+        """The id the API and the pages' tracking speak: the external id (``EXTERNAL_ID_FIELD``)
+        where the shop has one, else the key."""
+        if self.external_id_field == "pk":
+            return self.key(product)
+        return str(getattr(product, self.external_id_field))
+
+    def keys_for_public_ids(self, public_ids):
+        """``{public id: key}`` for the ids that name a product (any availability)."""
+        if self.external_id_field == "pk":
+            return {key: key for key in self.products_by_key(public_ids, available_only=False)}
+        return self.keys_for_external_ids(public_ids)
 
     def products_by_key(self, keys, *, available_only=True):
         """Return ``{key: product}`` for the given keys, skipping missing products."""

@@ -114,6 +114,8 @@ class Recommendations(list):
 
 @dataclass
 class Recommendation:
+    """One recommended product, its score and reason, presented by the catalogue adapter."""
+
     product: object
     score: float
     reason: str
@@ -121,6 +123,26 @@ class Recommendation:
     @property
     def key(self):
         return get_catalog_source().key(self.product)
+
+    @property
+    def public_id(self):
+        return get_catalog_source().public_id(self.product)
+
+    @property
+    def title(self):
+        return get_catalog_source().title(self.product)
+
+    @property
+    def url(self):
+        return get_catalog_source().url(self.product)
+
+    @property
+    def price(self):
+        return get_catalog_source().price(self.product)
+
+    @property
+    def image_url(self):
+        return get_catalog_source().image_url(self.product)
 
 
 def serving_state():
@@ -313,7 +335,7 @@ def similar_products(product, limit=8):
     index = ServingIndex.get()
     if index is None:
         return Recommendations()
-    title = str(product)
+    title = source.title(product)
     keys = index.similar(source.key(product), limit + 10)
     return Recommendations(
         materialise(

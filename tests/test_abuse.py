@@ -38,7 +38,7 @@ def products(db):
 
 
 def event(product, kind="click", query="garden hose"):
-    return {"query": query, "product": str(product.pk), "event": kind}
+    return {"query": query, "product": product.external_id, "event": kind}
 
 
 def basic(username, password):
@@ -55,7 +55,7 @@ def test_http_basic_credentials_are_neither_checked_nor_accepted(products, djang
     django_user_model.objects.create_superuser("boss", "boss@example.com", "right-password")
     # Public: wrong credentials are not even looked at (no password hashing for strangers).
     answer = Client().get(
-        RECOMMENDATIONS, {"q": "hose", "exclude": str(products[0].pk)}, HTTP_AUTHORIZATION=basic("boss", "wrong")
+        RECOMMENDATIONS, {"q": "hose", "exclude": products[0].external_id}, HTTP_AUTHORIZATION=basic("boss", "wrong")
     )
     assert answer.status_code == 200 and answer.json()["results"]
     # Staff endpoints take the shop's session only: right credentials over Basic get nowhere.

@@ -41,10 +41,10 @@ def test_recommendations_for_a_trained_query(client, products):
     assert body["query"] == word and body["model_version"] == 1
     assert len(body["results"]) == 3
     top = body["results"][0]
-    assert top["product"] == str(first.pk) and top["title"] == first.title
+    assert top["product"] == first.external_id and top["title"] == first.title  # the shop's own ids
     assert top["url"] == f"/product/{first.pk}/" and top["reason"]
-    others = client.get(URL, {"q": word, "limit": 3, "exclude": f"{first.pk},999999"}).json()["results"]
-    assert str(first.pk) not in [item["product"] for item in others] and len(others) == 3
+    others = client.get(URL, {"q": word, "limit": 3, "exclude": f"{first.external_id},no-such"}).json()["results"]
+    assert first.external_id not in [item["product"] for item in others] and len(others) == 3
 
 
 @pytest.mark.parametrize(
@@ -64,17 +64,19 @@ def test_bad_recommendation_requests_are_400s_naming_the_field(client, products,
 
 
 def test_events_are_stored_one_or_many(client, products):
-    key = str(products["p2"].pk)
+    key = products["p2"].external_id
     shopper = shopper_headers()
     response = client.post(
         EVENTS, {"query": "quimbo", "product": key, "event": "click"}, content_type="application/json", **shopper
     )
     assert response.status_code == 201 and response.json() == {"stored": 1}
-    batch = [{"query": "quimbo", "product": str(products[p].pk), "event": "impression"} for p in ("p1", "p2", "p3")]
+    batch = [{"query": "quimbo", "product": p, "event": "impression"} for p in ("p1", "p2", "p3")]
     assert client.post(EVENTS, batch, content_type="application/json", **shopper).json() == {"stored": 3}
     assert SearchEvent.objects.filter(query_norm="quimbo").count() == 4
     assert set(SearchEvent.objects.values_list("event", flat=True)) == {"click", "impression"}
-    # Every event names the token's shopper and is weighed by the shopper's network.
+    # Posted by the shop's own ids, stored by key; every event names the token's shopper and
+    # is weighed by the shopper's network.
+    assert SearchEvent.objects.filter(event="click").get().product_key == str(products["p2"].pk)
     assert SearchEvent.objects.values("session", "voter").distinct().count() == 1
 
 
@@ -90,8 +92,8 @@ def test_events_are_stored_one_or_many(client, products):
     ],
 )
 def test_bad_events_are_rejected_and_nothing_is_stored(client, products, event, field):
-    good = {"query": "quimbo", "product": str(products["p2"].pk), "event": "click"}
-    bad = {**event, "product": str(products["p2"].pk)} if event.get("product") == "P2" else event
+    good = {"query": "quimbo", "product": "p2", "event": "click"}
+    bad = {**event, "product": "p2"} if event.get("product") == "P2" else event
     shopper = shopper_headers()
     assert_rejected(client.post(EVENTS, bad, content_type="application/json", **shopper), field)
     response = client.post(EVENTS, [good, bad], content_type="application/json", **shopper)
@@ -101,7 +103,7 @@ def test_bad_events_are_rejected_and_nothing_is_stored(client, products, event, 
 
 def test_events_are_throttled_per_client(client, products, settings):
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "EVENTS_RATE": "2/min"}
-    event = {"query": "quimbo", "product": str(products["p2"].pk), "event": "click"}
+    event = {"query": "quimbo", "product": "p2", "event": "click"}
     shopper = shopper_headers()
     codes = [client.post(EVENTS, event, content_type="application/json", **shopper).status_code for _ in range(3)]
     assert codes == [201, 201, 429]

@@ -96,8 +96,8 @@ def fryer_places(key):
 
 
 def test_a_stranger_cannot_steer_what_the_shop_learns(demo_catalogue, tmp_path):
-    key = str(demo_catalogue.pk)
-    click = {"query": "sofa", "product": key, "event": "click"}
+    key, public_id = str(demo_catalogue.pk), demo_catalogue.external_id
+    click = {"query": "sofa", "product": public_id, "event": "click"}
     token = page_token("203.0.113.9")
 
     # The cheap tricks: nothing is stored.
@@ -105,13 +105,14 @@ def test_a_stranger_cannot_steer_what_the_shop_learns(demo_catalogue, tmp_path):
     for address in ("10.0.0.1", "10.0.0.2"):
         assert post(click, HTTP_X_FORWARDED_FOR=address).status_code == 403  # no token
     assert post(click, "forged.token.value").status_code == 403
-    assert post("query=sofa&event=click&product=" + key, token, "application/x-www-form-urlencoded").status_code == 415
+    form = "query=sofa&event=click&product=" + public_id
+    assert post(form, token, "application/x-www-form-urlencoded").status_code == 415
     assert post(click, token, HTTP_ORIGIN="https://elsewhere.example").status_code == 403
     assert post(click, token, HTTP_SEC_FETCH_SITE="cross-site").status_code == 403
     assert not SearchEvent.objects.exists()
 
     # One shopper floods clicks on the air fryer for 30 sofa searches, then the shop retrains.
-    flood(token, key)
+    flood(token, public_id)
     assert SearchEvent.objects.count() == 5 * len(SOFA_QUERIES)
     first = retrain_and_settle(tmp_path / "worker.log")
     assert first.data_counts["event_pairs"] == 0 and first.hyperparameters["cold_start"]
@@ -121,7 +122,7 @@ def test_a_stranger_cannot_steer_what_the_shop_learns(demo_catalogue, tmp_path):
 
     # Two more shoppers, on networks of their own, click the same: now three shoppers agree.
     for address in ("198.51.100.9", "192.0.2.9"):
-        flood(page_token(address), key, clicks_per_query=1)
+        flood(page_token(address), public_id, clicks_per_query=1)
     second = retrain_and_settle(tmp_path / "worker.log")
     assert second.data_counts["event_pairs"] == len(SOFA_QUERIES)
     assert second.data_counts["heldout_from"] == "judgments and shopper events"

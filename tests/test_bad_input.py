@@ -94,7 +94,7 @@ EVENT = st.fixed_dictionaries(
 @given(body=st.one_of(EVENT, st.lists(EVENT, max_size=4), NASTY, st.integers(), st.none()))
 def test_the_events_api_stores_valid_events_and_rejects_the_rest_whole(client, products, settings, body):
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "EVENTS_RATE": None}
-    known = str(products["p2"].pk)
+    known = products["p2"].external_id
     for event in body if isinstance(body, list) else [body] if isinstance(body, dict) else []:
         if event["product"] == "KNOWN":
             event["product"] = known

@@ -165,18 +165,18 @@ def test_after_a_bulk_change_refresh_products_takes_a_product_out_of_every_answe
 ):
     word = trained_words()[0]
     first = products[SLANG[word]]
-    assert api_keys(client, word)[0] == str(first.pk)  # now in this process's answers too
+    assert api_keys(client, word)[0] == first.external_id  # now in this process's answers too
     Product.objects.filter(pk=first.pk).update(in_stock=False)  # a stock sync: no signal
-    assert api_keys(client, word)[0] == str(first.pk)  # the per-process answer does not know
+    assert api_keys(client, word)[0] == first.external_id  # the per-process answer does not know
     assert operations.refresh_products([first]) == 1
-    assert str(first.pk) not in api_keys(client, word) and first not in [i.product for i in recommend(word)]
+    assert first.external_id not in api_keys(client, word) and first not in [i.product for i in recommend(word)]
     assert not ProductVector.objects.filter(product_key=str(first.pk)).exists()
 
 
 def test_the_reconciliation_finds_what_changed_without_a_signal(products, client):
     word = trained_words()[0]
     first, renamed = products[SLANG[word]], products["p3"]
-    assert api_keys(client, word)[0] == str(first.pk)
+    assert api_keys(client, word)[0] == first.external_id
     Product.objects.filter(pk=first.pk).update(in_stock=False)
     Product.objects.filter(pk=renamed.pk).update(title="Brass door knocker")
     (new,) = Product.objects.bulk_create([Product(external_id="p9", title="Folding camping chair")])
@@ -184,7 +184,7 @@ def test_the_reconciliation_finds_what_changed_without_a_signal(products, client
     assert operations.reconcile() == 3 and stale_keys() == []
     assert ProductVector.objects.get(product_key=str(renamed.pk)).text.startswith("Brass door knocker")
     assert ProductVector.objects.filter(product_key=str(new.pk)).exists()
-    assert str(first.pk) not in api_keys(client, word)
+    assert first.external_id not in api_keys(client, word)
     assert operations.reconcile() == 0
 
 

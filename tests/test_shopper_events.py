@@ -30,7 +30,7 @@ def products(db):
 
 
 def click(product, query="garden hose", kind="click"):
-    return {"query": query, "product": str(product.pk), "event": kind}
+    return {"query": query, "product": product.external_id, "event": kind}
 
 
 def post(body, **extra):

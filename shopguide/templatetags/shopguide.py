@@ -5,9 +5,10 @@
 ``{% shopguide_recommendations query limit=8 exclude=product %}`` renders the styled
 "Recommended for your search" strip (template ``shopguide/recommendations.html``, which a
 shop can override). ``<div {% shopguide_tracking query %}>`` makes any list of
-``data-shopguide-product`` elements (search results) report impressions and clicks, with a
-signed shopper token the events endpoint requires. Without a query both read ``?q=`` and then
-the session's last search. Neither ever raises: a failure is logged and shows nothing.
+``data-shopguide-product="{{ product|shopguide_id }}"`` elements (search results) report
+impressions and clicks, with a signed shopper token the events endpoint requires. Without a
+query both read ``?q=`` and then the session's last search. Neither ever raises: a failure
+is logged and shows nothing.
 """
 
 import logging
@@ -16,6 +17,7 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from ..catalog_source import get_catalog_source
 from ..services import LAST_QUERY_SESSION_KEY, recommend
 from ..shoppers import shopper_token
 
@@ -76,6 +78,17 @@ def shopguide_tracking(context, query=None):
     """Attributes that make an element's ``data-shopguide-product`` children report their
     impressions and clicks for ``query`` (load ``shopguide/tracking.js`` on the page)."""
     return tracking_attributes(context, query_from(context, query))
+
+
+@register.filter
+def shopguide_id(product):
+    """The id a product goes by in the API and the tracking script:
+    ``data-shopguide-product="{{ product|shopguide_id }}"``."""
+    try:
+        return get_catalog_source().public_id(product)
+    except Exception:
+        logger.exception("No shopguide id for %r.", product)
+        return ""
 
 
 @register.inclusion_tag("shopguide/recommendations.html", takes_context=True)

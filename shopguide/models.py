@@ -1,11 +1,12 @@
 """shopguide's own tables. Products are referred to by key (the host model's primary key as a
 string), never by a foreign key, so shopguide works with any product model."""
 
+import time
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from .embeddings import DIMENSIONS, EmbeddingField
@@ -188,8 +189,16 @@ class ServingState(models.Model):
     changes = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # When this process last committed a change (time.monotonic()): its own reads of the state
+    # then skip their short trust period, so a change is seen at once where it was made.
+    changed_here_at = 0.0
+
     def __str__(self):
         return f"serving epoch {self.epoch}, change {self.changes}"
+
+    @classmethod
+    def mark_changed_here(cls):
+        cls.changed_here_at = time.monotonic()
 
     @classmethod
     def bump(cls, epoch=False):
@@ -202,6 +211,7 @@ class ServingState(models.Model):
             # that was deleted (a flushed database): caches keyed by it cannot come back.
             start = int(timezone.now().timestamp() * 1000)
             cls.objects.get_or_create(pk=1, defaults={"epoch": start, "changes": start})
+        transaction.on_commit(cls.mark_changed_here)
 
 
 class Rescore(models.Model):

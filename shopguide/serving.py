@@ -222,7 +222,7 @@ class ServingIndex:
     @classmethod
     def state(cls):
         now = time.monotonic()
-        if now - cls._state_read_at > STATE_TTL:
+        if now - cls._state_read_at > STATE_TTL or ServingState.changed_here_at >= cls._state_read_at:
             cls._state, cls._state_read_at = read_state(), now
         return cls._state
 

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 TRAINING_TIME_LIMIT = 3 * 60 * 60
 CHUNK_TIME_LIMIT = 15 * 60
+# Work on product vectors: tried again when the database was briefly unreachable.
+VECTOR_WORK = {"acks_late": True, "autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 3}
+CHUNK_LIMITS = {"soft_time_limit": CHUNK_TIME_LIMIT, "time_limit": CHUNK_TIME_LIMIT + 60}
 
 
 @shared_task(
@@ -59,15 +62,7 @@ def rescore(model_id, activate=False, reuse_vectors=True):
     return job.pk
 
 
-@shared_task(
-    name="shopguide.rescore_chunk",
-    acks_late=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=CHUNK_TIME_LIMIT,
-    time_limit=CHUNK_TIME_LIMIT + 60,
-)
+@shared_task(name="shopguide.rescore_chunk", **VECTOR_WORK, **CHUNK_LIMITS)
 def rescore_chunk(rescore_id, index, keys):
     if encode_chunk(rescore_id, index, keys):  # this chunk swapped the new vectors in
         queue = shopguide_settings.RESCORE_QUEUE
@@ -75,9 +70,7 @@ def rescore_chunk(rescore_id, index, keys):
         build_index.apply_async(queue=queue)
 
 
-@shared_task(
-    name="shopguide.warm_cache", acks_late=True, soft_time_limit=CHUNK_TIME_LIMIT, time_limit=CHUNK_TIME_LIMIT + 60
-)
+@shared_task(name="shopguide.warm_cache", acks_late=True, **CHUNK_LIMITS)
 def warm_cache():
     """Precompute the recommendations of the most searched queries (useful with a cache the
     web processes share: Redis, Memcached or the database)."""
@@ -92,26 +85,12 @@ def build_index():
     return build_vector_index()
 
 
-@shared_task(
-    name="shopguide.refresh_product",
-    acks_late=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=3,
-)
+@shared_task(name="shopguide.refresh_product", **VECTOR_WORK)
 def refresh_product_task(key):
     refresh_product(key)
 
 
-@shared_task(
-    name="shopguide.refresh_products",
-    acks_late=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=CHUNK_TIME_LIMIT,
-    time_limit=CHUNK_TIME_LIMIT + 60,
-)
+@shared_task(name="shopguide.refresh_products", **VECTOR_WORK, **CHUNK_LIMITS)
 def refresh_products_task(keys):
     """Re-encode or drop one chunk of products (``operations.refresh_products``)."""
     return refresh_products(keys)

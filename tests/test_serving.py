@@ -250,6 +250,14 @@ def test_the_widget_shows_products_with_links_carrying_the_query(products):
     assert f"/product/{first.pk}/" not in html
 
 
+def test_without_the_api_urls_the_strip_renders_without_tracking_and_says_why(products, settings, caplog):
+    settings.ROOT_URLCONF = "tests.urls_without_shopguide"
+    word = trained_words()[0]
+    html = render("{% shopguide_recommendations query limit=3 %}", query=word)
+    assert html.count('class="shopguide-card"') == 3 and "data-shopguide-events" not in html
+    assert "shopguide.urls is not included" in caplog.text
+
+
 def test_the_tags_read_the_query_from_the_request_and_session(products):
     word = trained_words()[0]
     first = products[SLANG[word]]

@@ -1,5 +1,8 @@
 """System checks that name mistakes in the ``SHOPGUIDE`` settings."""
 
+import json
+from pathlib import Path
+
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Warning, register
@@ -9,6 +12,7 @@ from django.utils.module_loading import import_string
 
 from .catalog_source import get_product_model, resolve_field_path
 from .conf import DEFAULTS, shopguide_settings
+from .embeddings import DIMENSIONS
 from .ml.precision import PRECISIONS
 
 
@@ -94,6 +98,28 @@ VALUE_CHECKS = [
 ]
 
 
+def check_base_model():
+    """``BASE_MODEL`` must be a folder of a transformers encoder whose vectors have the size of
+    the stored vector columns (``embeddings.DIMENSIONS``)."""
+    folder = shopguide_settings.BASE_MODEL
+    if folder is None:
+        return []
+    config = Path(folder) / "config.json"
+    try:
+        size = json.loads(config.read_text()).get("hidden_size")
+    except (OSError, ValueError) as exc:
+        return [Error(f'SHOPGUIDE["BASE_MODEL"] {folder!r} is no model folder: {exc}', id="shopguide.E013")]
+    if size != DIMENSIONS:
+        return [
+            Error(
+                f'SHOPGUIDE["BASE_MODEL"] {folder!r} makes vectors of {size} dimensions; shopguide stores {DIMENSIONS}.',
+                hint="Use a sentence encoder of 384 dimensions (the MiniLM family), or None for the bundled one.",
+                id="shopguide.E013",
+            )
+        ]
+    return []
+
+
 @register()
 def check_settings(app_configs=None, **kwargs):
     errors = [
@@ -105,7 +131,7 @@ def check_settings(app_configs=None, **kwargs):
         for name in shopguide_settings.user_settings
         if name not in DEFAULTS
     ]
-    errors += [error for check in VALUE_CHECKS for error in check()]
+    errors += [error for check in VALUE_CHECKS for error in check()] + check_base_model()
     missing = [app for app in REQUIRED_APPS if not apps.is_installed(app)]
     if missing:
         errors.append(

@@ -119,3 +119,14 @@ def test_the_apps_shopguide_needs_are_checked(settings):
     with override_settings(SHOPGUIDE=VALID):
         (error,) = check_settings()
     assert error.id == "shopguide.E011" and "rest_framework" in error.msg
+
+
+def test_a_base_model_must_make_vectors_of_the_stored_size(tmp_path):
+    from shopguide.ml.encoder import default_model_path
+
+    assert error_ids(**VALID, BASE_MODEL=str(default_model_path())) == []
+    assert error_ids(**VALID, BASE_MODEL=str(tmp_path / "nowhere")) == ["shopguide.E013"]
+    (tmp_path / "config.json").write_text('{"hidden_size": 768}')
+    with override_settings(SHOPGUIDE={**VALID, "BASE_MODEL": str(tmp_path)}):
+        (error,) = check_settings()
+    assert error.id == "shopguide.E013" and "768 dimensions; shopguide stores 384" in error.msg

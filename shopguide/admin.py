@@ -9,6 +9,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from . import operations
 from .charts import bar_chart, line_chart
@@ -46,25 +48,25 @@ class RecommenderModelAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # versions come from training runs
 
-    @admin.display(description="products")
+    @admin.display(description=_lazy("products"))
     def products(self, obj):
         return obj.data_counts.get("products")
 
-    @admin.display(description="pairs")
+    @admin.display(description=_lazy("pairs"))
     def pairs(self, obj):
         return obj.data_counts.get("pairs")
 
-    @admin.display(description="nDCG@10 before")
+    @admin.display(description=_lazy("nDCG@10 before"))
     def ndcg_before(self, obj):
         value = obj.ndcg("before", "hybrid")
         return "–" if value is None else f"{value:.3f}"
 
-    @admin.display(description="nDCG@10 after")
+    @admin.display(description=_lazy("nDCG@10 after"))
     def ndcg_after(self, obj):
         value = obj.ndcg("after", "hybrid")
         return "–" if value is None else f"{value:.3f}"
 
-    @admin.display(description="files")
+    @admin.display(description=_lazy("files"))
     def files(self, obj):
         """Whether the version's folder still matches its checksum: a changed or missing folder
         cannot be activated, and an active one is not served (full-text search answers)."""
@@ -75,7 +77,7 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             return format_html('<strong class="errornote">{}{}</strong>', exc, serving)
         return "intact (checksum verified)"
 
-    @admin.display(description="loss and quality")
+    @admin.display(description=_lazy("loss and quality"))
     def charts(self, obj):
         curves = {name: values for name, values in obj.loss_curve.items() if isinstance(values, list) and values}
         bars = {"base model": obj.ndcg("before", "hybrid"), f"v{obj.version}": obj.ndcg("after", "hybrid")}
@@ -104,12 +106,12 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         try:
             run = operations.train(user=request.user)
         except operations.QueueUnavailable as exc:
-            self.message_user(request, f"Training could not be queued: {exc}", messages.ERROR)
+            self.message_user(request, _("Training could not be queued: %s") % exc, messages.ERROR)
         except operations.OperationError as exc:
             self.message_user(request, str(exc), messages.WARNING)
         else:
             url = reverse("admin:shopguide_trainingrun_change", args=[run.pk])
-            self.message_user(request, format_html('Training run <a href="{}">#{}</a> queued.', url, run.pk))
+            self.message_user(request, format_html(_('Training run <a href="{}">#{}</a> queued.'), url, run.pk))
             if request.user.has_perm("shopguide.view_trainingrun"):
                 return redirect(url)
         return redirect("admin:shopguide_recommendermodel_changelist")
@@ -123,29 +125,33 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, done(result))
 
-    @admin.action(description="Activate (rescore the catalogue with it, then serve it)", permissions=["change"])
+    @admin.action(description=_lazy("Activate (rescore the catalogue with it, then serve it)"), permissions=["change"])
     def activate_versions(self, request, queryset):
         if queryset.count() != 1:
-            self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
+            self.message_user(request, _("Select exactly one version to activate."), messages.WARNING)
             return
         model = queryset.get()
         self.run_action(
             request,
             lambda: operations.activate(model),
-            lambda _: f"Version {model.version} is being rescored; it serves as soon as its vectors are in.",
+            lambda result: _("Version %s is being rescored; it serves as soon as its vectors are in.") % model.version,
         )
 
-    @admin.action(description="Roll back to the previous version", permissions=["change"])
+    @admin.action(description=_lazy("Roll back to the previous version"), permissions=["change"])
     def roll_back(self, request, queryset):
         self.run_action(
             request,
             operations.roll_back,
-            lambda previous: f"Rolling back to version {previous.version}: it serves as soon as its vectors are in.",
+            lambda previous: (
+                _("Rolling back to version %s: it serves as soon as its vectors are in.") % previous.version
+            ),
         )
 
-    @admin.action(description="Rescore the catalogue with the active version", permissions=["change"])
+    @admin.action(description=_lazy("Rescore the catalogue with the active version"), permissions=["change"])
     def rescore_catalogue(self, request, queryset):
-        self.run_action(request, operations.rescore, lambda _: "Rescoring the catalogue with the active version.")
+        self.run_action(
+            request, operations.rescore, lambda result: _("Rescoring the catalogue with the active version.")
+        )
 
 
 @admin.register(TrainingRun)
@@ -182,23 +188,23 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_cancel_permission(self, request):
         return request.user.has_perm("shopguide.change_recommendermodel")
 
-    @admin.action(description="Cancel the selected queued or running runs", permissions=["cancel"])
+    @admin.action(description=_lazy("Cancel the selected queued or running runs"), permissions=["cancel"])
     def cancel_runs(self, request, queryset):
         cancelled = [run.pk for run in queryset if operations.cancel(run)]
         self.message_user(
             request,
-            f"Cancelled run(s) {', '.join(f'#{pk}' for pk in cancelled)}."
+            _("Cancelled run(s) %s.") % ", ".join(f"#{pk}" for pk in cancelled)
             if cancelled
-            else "None of the selected runs was queued or running.",
+            else _("None of the selected runs was queued or running."),
             messages.SUCCESS if cancelled else messages.WARNING,
         )
 
-    @admin.display(description="activation")
+    @admin.display(description=_lazy("activation"))
     def activation(self, obj):
         """What the activation gate compared and decided for the run's version."""
         return obj.model.activation if obj.model else "–"
 
-    @admin.display(description="progress")
+    @admin.display(description=_lazy("progress"))
     def progress_bar(self, obj):
         outcome = {
             "failed": f" (failed: {obj.error})",
@@ -215,7 +221,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             outcome,
         )
 
-    @admin.display(description="loss")
+    @admin.display(description=_lazy("loss"))
     def loss_chart(self, obj):
         curves = {name: values for name, values in obj.loss_curve.items() if values}
         return mark_safe("".join(line_chart(values, title=name) for name, values in curves.items()) or "–")
@@ -259,14 +265,16 @@ class RescoreAdmin(admin.ModelAdmin):
 
 class JudgmentUploadForm(forms.Form):
     file = forms.FileField(
-        label="Judgments CSV",
-        help_text="Columns query, product_id, grade and optionally split; UTF-8. "
-        "Products are named by their id in your shop. All rows are stored, or none.",
+        label=_lazy("Judgments CSV"),
+        help_text=_lazy(
+            "Columns query, product_id, grade and optionally split; UTF-8. "
+            "Products are named by their id in your shop. All rows are stored, or none."
+        ),
     )
     skip_unknown = forms.BooleanField(
         required=False,
-        label="Skip rows of products the shop no longer has",
-        help_text="Store the other rows and list the skipped ones with their line numbers.",
+        label=_lazy("Skip rows of products the shop no longer has"),
+        help_text=_lazy("Store the other rows and list the skipped ones with their line numbers."),
     )
 
 
@@ -299,15 +307,15 @@ class JudgmentAdmin(admin.ModelAdmin):
             except DatasetError as exc:
                 problems = [str(problem) for problem in exc.problems[:50]]
                 self.message_user(
-                    request, f"Nothing was imported: {len(exc.problems)} problem(s) found.", messages.ERROR
+                    request, _("Nothing was imported: %d problem(s) found.") % len(exc.problems), messages.ERROR
                 )
             else:
-                self.message_user(request, f"{report.stored} judgments imported.")
+                self.message_user(request, _("%d judgments imported.") % report.stored)
                 if not report.skipped:
                     return redirect("admin:shopguide_judgment_changelist")
                 skipped = [str(problem) for problem in report.skipped[:50]]
                 self.message_user(
-                    request, f"{len(report.skipped)} row(s) of unknown products were skipped.", messages.WARNING
+                    request, _("%d row(s) of unknown products were skipped.") % len(report.skipped), messages.WARNING
                 )
         context = {
             **self.admin_site.each_context(request),
@@ -315,7 +323,7 @@ class JudgmentAdmin(admin.ModelAdmin):
             "problems": problems,
             "skipped": skipped,
             "opts": self.model._meta,
-            "title": "Import judgments",
+            "title": _("Import judgments"),
         }
         return TemplateResponse(request, "admin/shopguide/judgment/upload.html", context)
 

@@ -20,6 +20,7 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.translation import get_language
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, inline_serializer
@@ -222,7 +223,7 @@ class RecommendationsView(ShopguideView, APIView):
 
     @staticmethod
     def cache_key(query, limit, exclude):
-        return serving_state(), normalize_query(query), limit, tuple(exclude)
+        return serving_state(), get_language(), normalize_query(query), limit, tuple(exclude)
 
     @staticmethod
     def respond(query, tail):

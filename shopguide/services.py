@@ -27,6 +27,7 @@ from django.core.cache import caches
 from django.core.signals import request_finished, request_started
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
@@ -155,7 +156,7 @@ def serving_state():
 def cache_key(normalized):
     epoch, changes = serving_state()
     digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
-    return f"shopguide:answer:{epoch}.{changes}:{digest}"
+    return f"shopguide:answers:{epoch}.{changes}:{digest}"  # "answers": rows hold (reason, value)
 
 
 WORDS = Analyzer()  # the analyser of the lexical side: reasons name the words it matched
@@ -172,22 +173,41 @@ def matched_words(stems, terms):
     return [word for word, word_terms in stems if any(term in terms for term in word_terms)]
 
 
+# Why a product is recommended, in words a shopper reads (translated when shown: answers are
+# cached as ``(reason, value)``, so one cache serves every language).
+REASONS = {
+    "bought": gettext_noop("often bought after searching “{}”"),
+    "chosen": gettext_noop("often chosen by shoppers who searched “{}”"),
+    "matches": gettext_noop("matches “{}”"),
+    "close": gettext_noop("close match for “{}”"),
+    "remembered": gettext_noop("chosen by shoppers for similar searches"),
+    "related": gettext_noop("related to “{}”"),
+    "words": gettext_noop("matches words of “{}”"),
+    "popular": gettext_noop("popular in this shop"),
+    "similar": gettext_noop("similar to “{}”"),
+}
+
+
+def reason_text(reason):
+    """The words of a ``(reason, value)`` in the active language."""
+    name, value = reason
+    return gettext(REASONS[name]).format(value)
+
+
 def reason_for(key, query, ranked, choices, stems):
     """A short, truthful account of why ``key`` is recommended for ``query`` (``stems``: the
-    ``word_stems`` of the corrected query)."""
+    ``word_stems`` of the corrected query), as ``(reason, value)``: see ``REASONS``."""
     choice = choices.get(key)
-    if choice == "bought":
-        return f"often bought after searching “{query}”"
-    if choice == "chosen":
-        return f"often chosen by shoppers who searched “{query}”"
+    if choice in ("bought", "chosen"):
+        return choice, query
     if key in ranked.lexical:
         words = matched_words(stems, ranked.terms.get(key, ()))
-        return f"matches “{' '.join(words) or ranked.corrected}”"
+        return "matches", " ".join(words) or ranked.corrected
     if key in ranked.spelling:
-        return f"close match for “{query}”"
+        return "close", query
     if key in ranked.remembered:
-        return "chosen by shoppers for similar searches"
-    return f"related to “{query}”"
+        return "remembered", ""
+    return "related", query
 
 
 def popular_keys(limit):
@@ -204,14 +224,13 @@ def popular_keys(limit):
 
 
 def ranked_for(normalized):
-    """``(version, [(key, score, reason)])`` for a normalised query, best first, before any
-    filtering; ``version`` is the number of the version that ranked it, or None."""
+    """``(version, [(key, score, (reason, value))])`` for a normalised query, best first,
+    before any filtering; ``version`` is the number of the version that ranked it, or None."""
     index = ServingIndex.get()
     version = index.model.version if index is not None else None
     if index is None:
         keys = search_keys(normalized, CACHED_DEPTH)
-        reason = f"matches words of “{normalized}”"
-        ranked = [(key, round(1.0 / (rank + 1), 4), reason) for rank, key in enumerate(keys)]
+        ranked = [(key, round(1.0 / (rank + 1), 4), ("words", normalized)) for rank, key in enumerate(keys)]
     else:
         with shopper_choices(normalized) as choices_among:
             found = index.rank(normalized)
@@ -223,7 +242,7 @@ def ranked_for(normalized):
             for rank, key in enumerate(top)
         ]
     if not ranked:
-        version, ranked = None, [(key, 0.0, "popular in this shop") for key in popular_keys(MAX_LIMIT)]
+        version, ranked = None, [(key, 0.0, ("popular", "")) for key in popular_keys(MAX_LIMIT)]
     return version, ranked
 
 
@@ -339,7 +358,7 @@ def similar_products(product, limit=8):
     keys = index.similar(source.key(product), limit + 10)
     return Recommendations(
         materialise(
-            [(key, round(1.0 / (rank + 1), 4), f"similar to “{title}”") for rank, key in enumerate(keys)], (), limit
+            [(key, round(1.0 / (rank + 1), 4), ("similar", title)) for rank, key in enumerate(keys)], (), limit
         ),
         index.model.version,
     )
@@ -358,4 +377,6 @@ def materialise(ranked, exclude, limit):
     if len(products) < len(rows):
         rows = wanted
         products.update(source.products_by_key([row[0] for row in wanted[limit:]]))
-    return [Recommendation(products[key], score, reason) for key, score, reason in rows if key in products][:limit]
+    return [
+        Recommendation(products[key], score, reason_text(reason)) for key, score, reason in rows if key in products
+    ][:limit]

@@ -93,6 +93,14 @@ def test_shopper_purchases_are_the_reason_once_enough_shoppers_made_them(product
     assert recommend(word, limit=1)[0].reason == f"often bought after searching “{word}”"
 
 
+def test_reasons_are_cached_in_no_language_and_translated_when_shown(products, monkeypatch):
+    word = trained_words()[0]
+    shown = [item.reason for item in recommend(word, limit=3)]
+    monkeypatch.setattr(ServingIndex, "rank", lambda self, query: pytest.fail("ranked again"))
+    monkeypatch.setattr(services, "gettext", lambda text: "«" + text + "»")  # another language's catalogue
+    assert [item.reason for item in recommend(word, limit=3)] == [f"«{reason}»" for reason in shown]
+
+
 def test_answers_are_cached_until_the_vectors_change(products, monkeypatch):
     word = trained_words()[0]
     first = recommend(word)

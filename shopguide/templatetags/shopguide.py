@@ -16,6 +16,7 @@ import logging
 from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from ..catalog_source import get_catalog_source
 from ..services import LAST_QUERY_SESSION_KEY, recommend
@@ -92,11 +93,11 @@ def shopguide_id(product):
 
 
 @register.inclusion_tag("shopguide/recommendations.html", takes_context=True)
-def shopguide_recommendations(context, query=None, limit=8, exclude=None, title="Recommended for your search"):
+def shopguide_recommendations(context, query=None, limit=8, exclude=None, title=None):
     query = query_from(context, query)
     return {
         "query": query,
-        "title": title,
+        "title": gettext("Recommended for your search") if title is None else title,
         "recommendations": safe_recommend(query, limit, exclude),
         "tracking": tracking_attributes(context, query),
     }

@@ -84,6 +84,11 @@ def demo_shop(settings, tmp_path):
     call_command("load_catalog", str(DEMO_DATA), verbosity=0)
 
 
+def key_of(public_id):
+    """The stored key of a product the page names by the shop's own id (data-shopguide-product)."""
+    return str(Product.objects.get(external_id=public_id).pk)
+
+
 def clicks_on(key, query="cordless drill"):
     return SearchEvent.objects.filter(event="click", product_key=key, query_norm=query).count()
 
@@ -96,7 +101,7 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     assert "cordless drill" in page.inner_text("h1").lower()
     assert page.locator(".card").count() > 0 and page.locator(".shopguide-strip .shopguide-card").count() > 0
     screenshots(page, "shopper-search-results")
-    result = page.locator(".card").first.get_attribute("data-shopguide-product")
+    result = key_of(page.locator(".card").first.get_attribute("data-shopguide-product"))
     clicks = clicks_on(result)
     page.locator(".card a").first.click()
     opened = page.inner_text("h1")
@@ -111,7 +116,8 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     assert all("drill" in title.lower() or "cordless" in title.lower() for title in titles[:3]), titles
     reasons = strip.locator(".shopguide-card__reason").all_inner_texts()
     assert all(reason.startswith("matches") for reason in reasons[:3]), reasons
-    keys = strip.locator(".shopguide-card").evaluate_all("cards => cards.map(c => c.dataset.shopguideProduct)")
+    shown = strip.locator(".shopguide-card").evaluate_all("cards => cards.map(c => c.dataset.shopguideProduct)")
+    keys = [key_of(public_id) for public_id in shown]
     wait_until(
         lambda: (
             set(keys)
@@ -124,7 +130,7 @@ def test_shopper_searches_opens_a_product_and_follows_a_recommendation(live_serv
     )
 
     chosen = strip.locator(".shopguide-card").first
-    key = chosen.get_attribute("data-shopguide-product")
+    key = key_of(chosen.get_attribute("data-shopguide-product"))
     clicks = clicks_on(key)
     chosen.locator("a").click()
     page.wait_for_url(f"**/product/{key}/?q=cordless%20drill")

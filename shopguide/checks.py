@@ -73,6 +73,7 @@ VALUE_CHECKS = [
     ),
     value_check("RESCORE_CHUNK_SIZE", lambda v: whole_number(v, 1), "a whole number of 1 or more", "shopguide.E012"),
     value_check("WARM_QUERIES", lambda v: whole_number(v, 0), "a whole number of 0 or more", "shopguide.E012"),
+    value_check("KEEP_VERSIONS", lambda v: whole_number(v, 0), "a whole number of 0 or more", "shopguide.E012"),
     value_check(
         "TORCH_THREADS", lambda v: whole_number(v, 1), "a whole number of 1 or more, or None", "shopguide.E012", True
     ),

@@ -50,6 +50,9 @@ DEFAULTS = {
     # availability changed without a signal (queryset.update(), raw SQL, another program) and
     # refresh them; None: no reconciliation.
     "RECONCILE_EVERY_MINUTES": 5,
+    # Versions whose files are kept besides the active and the previous one (the newest); older
+    # ones are pruned after each training and by `shopguide_prune` (about 90 MB each).
+    "KEEP_VERSIONS": 3,
     # Products per rescore chunk (one Celery task each).
     "RESCORE_CHUNK_SIZE": 1000,
     # After a rescore, precompute recommendations for this many of the most searched queries.

@@ -87,6 +87,7 @@ class RecommenderModel(models.Model):
     class Status(models.TextChoices):
         READY = "ready", "ready"
         FAILED = "failed", "failed"
+        PRUNED = "pruned", "files deleted"  # kept for its figures; it can no longer serve
 
     version = models.PositiveIntegerField(unique=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)

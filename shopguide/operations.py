@@ -7,6 +7,7 @@ run it in the calling process (management commands with ``--sync``, tests).
 """
 
 import logging
+import shutil
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -136,6 +137,8 @@ def checked(model):
     model = model or active_model()
     if model is None:
         raise OperationError("No version is active yet: activate one first.")
+    if model.status == RecommenderModel.Status.PRUNED:
+        raise OperationError(f"Version {model.version} cannot serve: its files were pruned (KEEP_VERSIONS).")
     try:
         verify(model.folder, model.checksum)
     except VersionFilesError as exc:
@@ -212,3 +215,26 @@ def reconcile():
     if keys:
         logger.info("Reconciliation refreshed %d product(s) changed without a signal.", len(keys))
     return len(keys)
+
+
+def prunable(keep=None):
+    """The ready versions whose files the retention rule lets go: all but the active one, the
+    previous one, the newest (it may be on its way to serving) and the ``keep`` newest others
+    (default ``KEEP_VERSIONS``)."""
+    keep = shopguide_settings.KEEP_VERSIONS if keep is None else keep
+    ready = RecommenderModel.objects.filter(status=RecommenderModel.Status.READY)
+    spared = {model.pk for model in (active_model(), previous_model(), ready.first()) if model is not None}
+    return list(ready.exclude(pk__in=spared).order_by("-version")[keep:])
+
+
+def prune(keep=None):
+    """Delete the files of the versions ``prunable(keep)`` names; their rows stay, with their
+    figures, marked pruned. Returns them."""
+    pruned = prunable(keep)
+    for model in pruned:
+        shutil.rmtree(model.folder, ignore_errors=True)
+        RecommenderModel.objects.filter(pk=model.pk).update(status=RecommenderModel.Status.PRUNED)
+        model.status = RecommenderModel.Status.PRUNED
+    if pruned:
+        logger.info("Pruned the files of version(s) %s.", ", ".join(str(model.version) for model in pruned))
+    return pruned

@@ -48,6 +48,7 @@ def train(self, run_id, activate="if_better"):
     if model is None:  # cancelled while training
         return None
     operations.after_training(model, activate)
+    operations.prune()
     return model.pk
 
 

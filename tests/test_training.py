@@ -233,3 +233,26 @@ def test_celery_beat_of_any_celery_app_runs_the_schedule(settings, tmp_path):
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "RETRAIN_EVERY_HOURS": 6}
     entry = beat_entries()["shopguide-retrain"]
     assert entry.task == "shopguide.scheduled_train" and entry.schedule.run_every.total_seconds() == 21600
+
+
+def test_old_versions_are_pruned_and_their_figures_kept(shop, tmp_path, capsys):
+    def version(number, active=False):
+        folder = f"shopguide/models/v{number}"
+        (tmp_path / "media" / folder).mkdir(parents=True)
+        (tmp_path / "media" / folder / "weights").write_text("x")
+        return RecommenderModel.objects.create(
+            version=number, base_model="m", artifact_path=folder, checksum="c", is_active=active, metrics_after={"n": 1}
+        )
+
+    old, previous, kept, active, newest = version(1), version(2), version(3), version(4, active=True), version(5)
+    RecommenderModel.objects.filter(pk=previous.pk).update(activated_at="2026-11-01T00:00Z")  # served before
+    call_command("shopguide_prune", "--keep", "1", "--dry-run")
+    assert capsys.readouterr().out == "Would prune: v1.\n" and old.folder.exists()
+    call_command("shopguide_prune", "--keep", "0")
+    assert capsys.readouterr().out == "Pruned: v3, v1.\n"
+    assert not old.folder.exists() and not kept.folder.exists()
+    assert all(model.folder.exists() for model in (previous, active, newest))
+    old.refresh_from_db()
+    assert old.status == "pruned" and old.metrics_after == {"n": 1}
+    with pytest.raises(operations.OperationError, match="Version 1 cannot serve: its files were pruned"):
+        operations.activate(old)

@@ -91,6 +91,15 @@ VALUE_CHECKS = [
         "shopguide.E012",
     ),
     value_check(
+        "VERSIONS_STORAGE",
+        lambda v: v == DEFAULTS["VERSIONS_STORAGE"] or v in settings.STORAGES,
+        lambda: f"an alias of STORAGES ({', '.join(map(repr, settings.STORAGES))})",
+        "shopguide.E014",
+    ),
+    value_check(
+        "VERSIONS_CACHE", lambda v: isinstance(v, str) and v != "", "a folder, or None", "shopguide.E012", True
+    ),
+    value_check(
         "THROTTLE_CACHE",
         lambda v: v in settings.CACHES,
         lambda: f"an alias of CACHES ({', '.join(map(repr, settings.CACHES))})",

@@ -50,6 +50,13 @@ DEFAULTS = {
     # availability changed without a signal (queryset.update(), raw SQL, another program) and
     # refresh them; None: no reconciliation.
     "RECONCILE_EVERY_MINUTES": 5,
+    # Alias of STORAGES that keeps versions' files (any Django storage: machines that train and
+    # machines that serve share versions through it); without that alias, a private folder
+    # beside MEDIA_ROOT ("shopguide-versions/").
+    "VERSIONS_STORAGE": "shopguide_versions",
+    # Local folder for copies of versions from a storage without local paths; None: the
+    # system's temporary folder.
+    "VERSIONS_CACHE": None,
     # Versions whose files are kept besides the active and the previous one (the newest); older
     # ones are pruned after each training and by `shopguide_prune` (about 90 MB each).
     "KEEP_VERSIONS": 3,

@@ -2,7 +2,6 @@
 string), never by a foreign key, so shopguide works with any product model."""
 
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -93,7 +92,7 @@ class RecommenderModel(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
     is_active = models.BooleanField(default=False, editable=False)
     base_model = models.CharField(max_length=500)
-    artifact_path = models.CharField(max_length=500, help_text="Folder under MEDIA_ROOT.")
+    artifact_path = models.CharField(max_length=500, help_text="Its name in the versions' storage.")
     checksum = models.CharField(max_length=64)
     hyperparameters = models.JSONField(default=dict)
     data_counts = models.JSONField(default=dict)
@@ -118,7 +117,10 @@ class RecommenderModel(models.Model):
 
     @property
     def folder(self):
-        return Path(settings.MEDIA_ROOT) / self.artifact_path
+        """A local folder with the version's files (see ``version_storage``)."""
+        from .version_storage import version_folder
+
+        return version_folder(self)
 
     @property
     def rerank_depth(self):

@@ -7,7 +7,6 @@ run it in the calling process (management commands with ``--sync``, tests).
 """
 
 import logging
-import shutil
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -17,6 +16,7 @@ from .conf import shopguide_settings
 from .ml.version_files import VersionFilesError, verify
 from .models import RecommenderModel, TrainingRun
 from .privacy import forget_user  # noqa: F401  (one of the operations; it lives with the privacy code)
+from .version_storage import delete_version_files
 from .versions import active_model, previous_model
 
 logger = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def prune(keep=None):
     figures, marked pruned. Returns them."""
     pruned = prunable(keep)
     for model in pruned:
-        shutil.rmtree(model.folder, ignore_errors=True)
+        delete_version_files(model)
         RecommenderModel.objects.filter(pk=model.pk).update(status=RecommenderModel.Status.PRUNED)
         model.status = RecommenderModel.Status.PRUNED
     if pruned:

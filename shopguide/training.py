@@ -14,12 +14,13 @@ passed ``feedback``'s rule.
 import hashlib
 import logging
 import secrets
+import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -35,7 +36,8 @@ from .ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_d
 from .ml.ranker import DEPTH
 from .ml.version_files import VersionFilesError, folder_checksum, verify
 from .models import Judgment, ProductVector, RecommenderModel, TrainingRun
-from .versions import active_model, version_ranking, versions_root
+from .version_storage import FOLDER, publish
+from .versions import active_model, version_ranking
 
 logger = logging.getLogger(__name__)
 
@@ -159,18 +161,24 @@ def train_version(options=None, run=None, echo=None):
     base_model = Path(shopguide_settings.BASE_MODEL or default_model_path())
     data, cold_start, counts = gather_data(options.get("holdout_share", DEFAULT_HOLDOUT_SHARE))
     config = pipeline_config(options)
-    folder = versions_root() / f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    pipeline = Pipeline(data, folder, config, base_model=base_model, progress=RunProgress(run, echo))
-    outcome = pipeline.run()
-    store_cached_vectors(base_model, pipeline.keys, pipeline.texts, pipeline.base_vectors)
-    outcome.metrics_before["serving"] = score_serving(pipeline)
+    name = f"{FOLDER}/{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    staging = Path(tempfile.mkdtemp(prefix="shopguide-training-"))
+    try:
+        pipeline = Pipeline(data, staging, config, base_model=base_model, progress=RunProgress(run, echo))
+        outcome = pipeline.run()
+        store_cached_vectors(base_model, pipeline.keys, pipeline.texts, pipeline.base_vectors)
+        outcome.metrics_before["serving"] = score_serving(pipeline)
+        checksum = folder_checksum(staging)
+        publish(staging, name)  # to the versions' storage, where every machine finds it
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     with transaction.atomic():
         version = (RecommenderModel.objects.select_for_update().aggregate(top=Max("version"))["top"] or 0) + 1
         model = RecommenderModel.objects.create(
             version=version,
             base_model=str(base_model),
-            artifact_path=folder.relative_to(Path(settings.MEDIA_ROOT)).as_posix(),
-            checksum=folder_checksum(folder),
+            artifact_path=name,
+            checksum=checksum,
             hyperparameters={
                 **options,
                 "cold_start": cold_start,

@@ -1,25 +1,17 @@
-"""Trained versions: where their folders live, which one serves, and a version's ranking over a
-catalogue (what the evaluation command and the activation gate rank with)."""
-
-from pathlib import Path
+"""Trained versions: which one serves, and a version's ranking over a catalogue (what the
+evaluation command and the activation gate rank with). Where their files live:
+``version_storage``."""
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from .models import ProductVector, RecommenderModel, ServingState
 from .signals import model_activated
 
-VERSIONS_FOLDER = "shopguide/models"
-
 
 class ActivationError(Exception):
     """A version that cannot serve; the active version is left as it was."""
-
-
-def versions_root():
-    return Path(settings.MEDIA_ROOT) / VERSIONS_FOLDER
 
 
 def active_model():

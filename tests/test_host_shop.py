@@ -31,6 +31,7 @@ def test_a_host_shop_adopts_shopguide_through_the_documented_surface(tmp_path):
         env.update(
             HOST_SHOP_DATABASE_URL=url,
             HOST_SHOP_MEDIA_ROOT=str(tmp_path / "media"),
+            HOST_SHOP_BUCKET=str(tmp_path / "bucket"),
             HOST_SHOP_BROKER_URL=celery_app.conf.broker_url,
             PYTHONUNBUFFERED="1",
         )

@@ -109,7 +109,11 @@ def main():
         run.refresh_from_db()
         assert run.status == "succeeded", run.error
         wait_until(lambda: active_model() is not None and ProductVector.objects.count() == len(ITEMS), 180, "serving")
-        step(f"trained v{active_model().version} on its worker, serving")
+        model = active_model()
+        bucket = Path(os.environ["HOST_SHOP_BUCKET"])
+        assert (bucket / model.artifact_path / "encoder").is_dir(), list(bucket.rglob("*"))[:5]
+        assert not (Path(os.environ["HOST_SHOP_MEDIA_ROOT"]) / "shopguide" / "models").exists()
+        step(f"trained v{model.version} on its worker, stored in its versions' storage, serving")
 
         html = strip_html("bolliator")
         assert "12,50 €" in html and "$" not in html, html
@@ -117,6 +121,7 @@ def main():
         results = api("bolliator")
         assert results[0]["product"] == "K-100" and results[0]["price"] == "12,50 €", results
         assert "K-100" not in [row["product"] for row in api("bolliator", exclude="K-100")]
+        assert model.folder.is_relative_to(bucket.parent / (bucket.name + "-copies"))  # this process's copy
         step("the strip and the API speak its own prices and ids")
 
         Item.objects.filter(sku="K-100").update(active=False)  # a stock sync: no signal

@@ -61,6 +61,15 @@ CACHES = {
     "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"},
 }
 MEDIA_ROOT = os.environ["HOST_SHOP_MEDIA_ROOT"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Versions in a storage without local paths, as in a cloud bucket shared by every machine.
+    "shopguide_versions": {
+        "BACKEND": "tests.host_shop.store.storage.SharedStorage",
+        "OPTIONS": {"location": os.environ["HOST_SHOP_BUCKET"]},
+    },
+}
 
 CELERY_BROKER_URL = os.environ["HOST_SHOP_BROKER_URL"]
 CELERY_TASK_DEFAULT_QUEUE = "host_celery"  # apart from the demo's queues on the same broker
@@ -76,4 +85,5 @@ SHOPGUIDE = {
     "THROTTLE_CACHE": "throttle",
     "RETRAIN_EVERY_HOURS": 12,
     "TORCH_THREADS": 1,
+    "VERSIONS_CACHE": os.path.join(os.environ["HOST_SHOP_BUCKET"] + "-copies", str(os.getpid())),  # per process
 }

@@ -130,3 +130,10 @@ def test_a_base_model_must_make_vectors_of_the_stored_size(tmp_path):
     with override_settings(SHOPGUIDE={**VALID, "BASE_MODEL": str(tmp_path)}):
         (error,) = check_settings()
     assert error.id == "shopguide.E013" and "768 dimensions; shopguide stores 384" in error.msg
+
+
+def test_the_versions_storage_must_be_an_alias_of_storages(settings):
+    assert error_ids(**VALID) == []  # the default alias may be missing: a folder beside MEDIA_ROOT serves
+    assert error_ids(**VALID, VERSIONS_STORAGE="s3-models") == ["shopguide.E014"]
+    settings.STORAGES = {**settings.STORAGES, "s3-models": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    assert error_ids(**VALID, VERSIONS_STORAGE="s3-models") == []

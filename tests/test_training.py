@@ -41,6 +41,9 @@ def test_train_sync_stores_a_version_then_evaluate_sees_it(shop, tmp_path, capsy
 
     assert model.version == 1 and model.is_active
     assert model.checksum == folder_checksum(model.folder)
+    # Its files are in a private folder beside MEDIA_ROOT, none inside it where they would be served.
+    assert model.folder == tmp_path / "shopguide-versions" / model.artifact_path
+    assert not any((tmp_path / "media").rglob("*.safetensors"))
     assert model.data_counts["heldout_queries"] == 2 and model.data_counts["train_queries"] == 6
     assert model.ndcg("after", "dense") is not None and model.ndcg("before", "dense") is not None
     run = TrainingRun.objects.get()

@@ -1,3 +1,4 @@
+import atexit
 import os
 
 from celery import Celery
@@ -16,4 +17,6 @@ def use_embedded_broker(sender, source, **kwargs):
         from . import embedded
 
         source.broker_url = embedded.redis_url()
-        source.result_backend = source.result_backend or source.broker_url
+        # The embedded Redis stops when its last client exits: this process's broker connections
+        # are closed first (exit handlers run last-registered first), or it would outlive the run.
+        atexit.register(lambda: sender.pool.force_close_all())

@@ -130,6 +130,31 @@ def check_base_model():
     return []
 
 
+def check_deployment():
+    """Warnings for a project whose processes would not share what shopguide keeps."""
+    warnings = []
+    if not settings.MEDIA_ROOT and shopguide_settings.VERSIONS_STORAGE not in settings.STORAGES:
+        warnings.append(
+            Warning(
+                "Trained versions would go to shopguide-versions/ in each process's working directory "
+                "(MEDIA_ROOT is empty), so workers and web processes started elsewhere would not find them.",
+                hint=f'Set MEDIA_ROOT, or STORAGES["{shopguide_settings.VERSIONS_STORAGE}"].',
+                id="shopguide.W002",
+            )
+        )
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if backend.endswith(("LocMemCache", "DummyCache")):
+        warnings.append(
+            Warning(
+                "The default cache is not shared between processes: the answers workers precompute after a "
+                "rescore never reach the web processes.",
+                hint="Use Redis, Memcached or a database table (createcachetable) as CACHES['default'].",
+                id="shopguide.W003",
+            )
+        )
+    return warnings
+
+
 @register()
 def check_settings(app_configs=None, **kwargs):
     errors = [
@@ -141,7 +166,7 @@ def check_settings(app_configs=None, **kwargs):
         for name in shopguide_settings.user_settings
         if name not in DEFAULTS
     ]
-    errors += [error for check in VALUE_CHECKS for error in check()] + check_base_model()
+    errors += [error for check in VALUE_CHECKS for error in check()] + check_base_model() + check_deployment()
     missing = [app for app in REQUIRED_APPS if not apps.is_installed(app)]
     if missing:
         errors.append(

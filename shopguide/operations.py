@@ -38,7 +38,10 @@ def training_in_progress():
 
 
 def busy_error(run):
-    return OperationError(f"Training run #{run.pk} is already queued or running; wait for it to finish or cancel it.")
+    return OperationError(
+        f"Training run #{run.pk} is already queued or running; wait for it to finish or cancel it "
+        "(the admin's Training runs, or manage.py shopguide_train --cancel)."
+    )
 
 
 def train(options=None, user=None, activate=None):

@@ -137,3 +137,15 @@ def test_the_versions_storage_must_be_an_alias_of_storages(settings):
     assert error_ids(**VALID, VERSIONS_STORAGE="s3-models") == ["shopguide.E014"]
     settings.STORAGES = {**settings.STORAGES, "s3-models": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
     assert error_ids(**VALID, VERSIONS_STORAGE="s3-models") == []
+
+
+def test_processes_that_would_not_share_versions_or_answers_are_warned_about(settings):
+    settings.MEDIA_ROOT = ""
+    assert error_ids(**VALID) == ["shopguide.W002"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "shopguide_versions": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    assert error_ids(**VALID) == []
+    settings.CACHES = {**settings.CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert error_ids(**VALID) == ["shopguide.W003"]

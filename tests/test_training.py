@@ -141,6 +141,18 @@ def test_a_second_run_is_refused_while_one_runs(shop):
     assert not RecommenderModel.objects.exists()
 
 
+def test_a_queued_run_that_no_worker_takes_can_be_cancelled_from_the_command_line(shop, capsys):
+    run = TrainingRun.objects.create()  # queued, its message lost (a broker nobody listens to)
+    with pytest.raises(CommandError, match=r"manage.py shopguide_train --cancel"):
+        call_command("shopguide_train", "--sync")
+    call_command("shopguide_train", "--cancel")
+    assert f"Training run #{run.pk} cancelled." in capsys.readouterr().out
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    with pytest.raises(CommandError, match="No training run is queued or running"):
+        call_command("shopguide_train", "--cancel")
+
+
 def test_cold_start_trains_from_the_catalogue(shop):
     Judgment.objects.all().delete()
     model = train("--epochs", "1", "--max-pairs", "16", "--no-reranker")

@@ -80,6 +80,7 @@ def api(query, **params):
 def main():
     call_command("check", fail_level="WARNING")
     call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)
     step("checked and migrated")
 
     departments = {name: Department.objects.create(name=name) for name in {d for _, d, _ in ITEMS.values()}}

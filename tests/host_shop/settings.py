@@ -56,8 +56,8 @@ DATABASES = {
         "PORT": url.port or "",
     }
 }
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+CACHES = {  # shared by its processes, as the guide asks
+    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "store_cache"},
     "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"},
 }
 MEDIA_ROOT = os.environ["HOST_SHOP_MEDIA_ROOT"]

@@ -59,8 +59,17 @@ class Command(BaseCommand):
             action="store_true",
             help="with --sync: rescore the catalogue with the new version and make it serve",
         )
+        parser.add_argument(
+            "--cancel", action="store_true", help="cancel the queued or running training run instead (see the admin)"
+        )
 
     def handle(self, *args, **options):
+        if options["cancel"]:
+            run = operations.training_in_progress()
+            if run is None or not operations.cancel(run):
+                raise CommandError("No training run is queued or running.")
+            self.stdout.write(f"Training run #{run.pk} cancelled.")
+            return
         if not 0 < options["holdout"] < 1:
             raise CommandError("--holdout must be between 0 and 1, e.g. 0.1.")
         for name in ("epochs", "max_pairs"):
@@ -93,6 +102,10 @@ class Command(BaseCommand):
         finally:
             bars.close()
         self.stdout.write(self.summary(model))
+        if not options["activate"]:
+            self.stdout.write(
+                f"Version {model.version} is stored, not serving: activate it from the admin, or train with --activate."
+            )
         if options["activate"]:
             bars = ProgressBars(self.stderr._out)
             try:

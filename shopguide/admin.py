@@ -1,13 +1,15 @@
 """Admin for merchandisers and shop staff: versions, training runs with live progress,
 judgments and events. Every action enqueues Celery work and says so with ``message_user``."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
@@ -37,13 +39,12 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         "checksum",
         "files",
         "reranker_weight",
-        "data_counts",
-        "hyperparameters",
-        "metrics_before",
-        "metrics_after",
+        "quality",
+        "data",
+        "settings_used",
         "charts",
     ]
-    exclude = ["heldout_queries", "loss_curve"]
+    exclude = ["loss_curve", "data_counts", "hyperparameters", "metrics_before", "metrics_after"]
 
     def has_add_permission(self, request):
         return False  # versions come from training runs
@@ -65,6 +66,53 @@ class RecommenderModelAdmin(admin.ModelAdmin):
     def ndcg_after(self, obj):
         value = obj.ndcg("after", "hybrid")
         return "–" if value is None else f"{value:.3f}"
+
+    @admin.display(description=_lazy("held-out quality"))
+    def quality(self, obj):
+        """A table a merchandiser reads: each strategy's figures on the held-out queries, for the
+        base model (before) and this version (after), and what served when it was trained."""
+        measured = {**obj.metrics_before, **obj.metrics_after}
+        rows = [
+            (name, obj.metrics_before.get(name) or {}, obj.metrics_after.get(name) or {})
+            for name, figures in measured.items()
+            if name != "serving" and isinstance(figures, dict) and "skipped" not in figures
+        ]
+        serving = obj.metrics_before.get("serving")
+        if serving:
+            rows.append((_("%s (serving then)") % serving["name"], serving, {}))
+
+        def cell(before, after, name):
+            figures = [f"{side[name]:.3f}" for side in (before, after) if isinstance(side.get(name), float)]
+            return " → ".join(figures) or "–"
+
+        body = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (name, cell(before, after, "ndcg@10"), cell(before, after, "recall@100"), cell(before, after, "mrr"),
+                 after.get("queries") or before.get("queries") or "–")
+                for name, before, after in rows
+            ),
+        )  # fmt: skip
+        head = format_html(
+            "<thead><tr><th>{}</th><th>nDCG@10</th><th>Recall@100</th><th>MRR</th><th>{}</th></tr></thead>",
+            _("strategy (before → after)"),
+            _("queries"),
+        )
+        return format_html('<table class="shopguide-figures">{}<tbody>{}</tbody></table>', head, body)
+
+    @admin.display(description=_lazy("data"))
+    def data(self, obj):
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", sorted(obj.data_counts.items()))
+        return format_html('<table class="shopguide-figures"><tbody>{}</tbody></table>', rows)
+
+    @admin.display(description=_lazy("training settings"))
+    def settings_used(self, obj):
+        return format_html(
+            "<details><summary>{}</summary><pre>{}</pre></details>",
+            _("show"),
+            json.dumps(obj.hyperparameters, indent=2, sort_keys=True),
+        )
 
     @admin.display(description=_lazy("files"))
     def files(self, obj):

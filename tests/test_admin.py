@@ -24,8 +24,15 @@ def version(db, settings, tmp_path):
         base_model="base",
         artifact_path="shopguide/models/v1",
         checksum=folder_checksum(folder),
-        metrics_before={"hybrid": {"ndcg@10": 0.3}},
-        metrics_after={"hybrid": {"ndcg@10": 0.4}},
+        metrics_before={
+            "hybrid": {"ndcg@10": 0.3, "recall@100": 0.5, "mrr": 0.25, "queries": 12},
+            "serving": {"name": "full-text search", "queries": 12, "ndcg@10": 0.2, "recall@100": 0.4, "mrr": 0.3},
+        },
+        metrics_after={
+            "hybrid": {"ndcg@10": 0.4, "recall@100": 0.6, "mrr": 0.35, "queries": 12},
+            "hybrid_reranked": {"skipped": "no reranker"},
+        },
+        hyperparameters={"epochs": 1, "pipeline": {"max_pairs": 36000}},
         loss_curve={"retriever": [1.2, 0.9, 0.7]},
         data_counts={"products": 10, "pairs": 20},
     )
@@ -83,6 +90,14 @@ def test_version_pages_show_metrics_and_loss_chart(users, version):
     assert "0.300" in listing.text and "0.400" in listing.text and "Retrain now" in listing.text
     detail = users["admin"].get(reverse("admin:shopguide_recommendermodel_change", args=[version.pk]))
     assert "<polyline" in detail.text and "retriever loss" in detail.text and "<meter" in detail.text
+    # Figures a merchandiser reads: a table per strategy, before and after, not raw JSON.
+    text = detail.text
+    assert (
+        "<tr><th>hybrid</th><td>0.300 → 0.400</td><td>0.500 → 0.600</td><td>0.250 → 0.350</td><td>12</td></tr>" in text
+    )
+    assert "<tr><th>full-text search (serving then)</th><td>0.200</td>" in text and "hybrid_reranked" not in text
+    assert "<tr><th>pairs</th><td>20</td></tr>" in text and '{"hybrid"' not in text
+    assert "<details><summary>show</summary>" in text and "&quot;max_pairs&quot;: 36000" in text
 
 
 def action(client, name, version):

@@ -130,24 +130,17 @@ class CatalogSource:
             return {key: key for key in self.products_by_key(public_ids, available_only=False)}
         return self.keys_for_external_ids(public_ids)
 
-    def keys_of(self, items):
-        """Keys of ``items``: products, primary keys or keys."""
-        return [self.key(item) if hasattr(item, "pk") else str(item) for item in items]
-
-    def pks_for_keys(self, keys):
-        """The primary keys the given keys name; a key that can never be one is left out."""
-        pk_field, pks = self.model._meta.pk, []
+    def products_by_key(self, keys, *, available_only=True):
+        """Return ``{key: product}`` for the given keys, skipping missing products."""
+        products = self.available_products() if available_only else self.all_products()
+        pk_field = self.model._meta.pk
+        pks = []
         for key in keys:
             try:
                 pks.append(pk_field.to_python(key))
             except Exception:  # a key that can never be a primary key of this model
                 continue
-        return pks
-
-    def products_by_key(self, keys, *, available_only=True):
-        """Return ``{key: product}`` for the given keys, skipping missing products."""
-        products = self.available_products() if available_only else self.all_products()
-        return {self.key(product): product for product in products.filter(pk__in=self.pks_for_keys(keys)).order_by()}
+        return {self.key(product): product for product in products.filter(pk__in=pks).order_by()}
 
 
 @functools.cache

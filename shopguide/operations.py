@@ -178,6 +178,12 @@ def rescore_here(model=None, activate=False, reuse_vectors=True, progress=None):
         raise OperationError(str(exc)) from exc
 
 
+def product_keys(products):
+    """Keys of ``products``: instances of the product model, primary keys or keys."""
+    source = get_catalog_source()
+    return [source.key(item) if hasattr(item, "pk") else str(item) for item in products]
+
+
 def refresh_products(products):
     """Call after changing many products at once without signals (``queryset.update()``, raw
     SQL, an import): those now gone or unavailable leave every answer at once, shared and
@@ -188,7 +194,7 @@ def refresh_products(products):
     from .rescoring import refresh_products as refresh
     from .tasks import refresh_products_task
 
-    keys = get_catalog_source().keys_of(products)
+    keys = product_keys(products)
     _, dropped = refresh(keys, encode=False)
     size = shopguide_settings.RESCORE_CHUNK_SIZE
     try:

@@ -198,6 +198,17 @@ def rescore_now(model, activate=True, progress=None, reuse_vectors=True):
     return rescore
 
 
+def valid_keys(source, keys):
+    """``{key: primary key}`` for the keys that can name a product of the model."""
+    found = {}
+    for key in keys:
+        try:
+            found[str(key)] = source.model._meta.pk.to_python(key)
+        except Exception:  # not a primary key of this model: no product has it
+            continue
+    return found
+
+
 def refresh_products(keys, encode=True):
     """Bring the serving vectors of ``keys`` in step with the catalogue: drop those of products
     that are gone or unavailable, and (``encode``) encode with the active version those whose
@@ -207,7 +218,7 @@ def refresh_products(keys, encode=True):
     if not keys:
         return 0, 0
     source, model = get_catalog_source(), active_model()
-    available = source.available_products().filter(pk__in=source.pks_for_keys(keys))
+    available = source.available_products().filter(pk__in=set(valid_keys(source, keys).values()))
     gone = keys - {source.key_for_pk(pk) for pk in available.values_list("pk", flat=True)}
     changed, texts = [], {}
     if encode and model is not None:

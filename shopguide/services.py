@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from asgiref.local import Local
 from django.core.cache import caches
-from django.core.cache.backends.db import BaseDatabaseCache
 from django.core.signals import request_finished, request_started
 from django.db import connection, transaction
 from django.utils import timezone
@@ -308,13 +307,11 @@ def record_server_event(kind, product, *, request=None, user=None, query=None):
 def with_shared_cache(use, failing):
     """``use(cache)`` with the shared cache. The cache is a convenience: one that fails (a
     missing table, Redis down) is logged (``failing`` says what that costs) and None returned.
-    A database cache inside a transaction works in a savepoint, so its error cannot abort the
-    caller's transaction (other caches need none: no round trips added on the answer's path)."""
+    Inside a transaction the cache's work takes a savepoint, so a database cache's error
+    cannot abort the caller's transaction."""
     try:
-        cache = caches[CACHE_ALIAS]
-        savepoint = connection.in_atomic_block and isinstance(cache, BaseDatabaseCache)
-        with transaction.atomic() if savepoint else nullcontext():
-            return use(cache)
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            return use(caches[CACHE_ALIAS])
     except Exception as exc:
         logger.warning("shopguide: the %r cache failed (%s: %s); %s.", CACHE_ALIAS, type(exc).__name__, exc, failing)
         return None
@@ -373,7 +370,7 @@ def materialise(ranked, exclude, limit):
     so one query for ``limit`` products is the rule; a product that went out of stock since
     the list was cached costs a second one, for the rest of the list."""
     source = get_catalog_source()
-    excluded = set(source.keys_of(exclude))
+    excluded = {source.key(item) if hasattr(item, "pk") else str(item) for item in exclude}
     wanted = [row for row in ranked if row[0] not in excluded]
     rows = wanted[:limit]
     products = source.products_by_key([row[0] for row in rows])

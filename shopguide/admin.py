@@ -39,12 +39,13 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         "checksum",
         "files",
         "reranker_weight",
+        "serves_with",
         "quality",
         "data",
         "settings_used",
         "charts",
     ]
-    exclude = ["loss_curve", "data_counts", "hyperparameters", "metrics_before", "metrics_after"]
+    exclude = ["loss_curve", "data_counts", "hyperparameters", "metrics_before", "metrics_after", "query_encoder"]
 
     def has_add_permission(self, request):
         return False  # versions come from training runs
@@ -100,6 +101,31 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             _("queries"),
         )
         return format_html('<table class="shopguide-figures">{}<tbody>{}</tbody></table>', head, body)
+
+    @admin.display(description=_lazy("query encoder"))
+    def serves_with(self, obj):
+        """What web processes encode queries with, and how closely it matched torch."""
+        report = obj.query_encoder
+        if report.get("served"):
+            text = _(
+                "onnxruntime (no torch): vectors match torch's to a cosine of %(cosine)s or more on %(texts)s texts"
+            ) % {
+                "cosine": report["min_cosine"],
+                "texts": report["checked"],
+            }
+            k = next((key for key in report if key.startswith("hybrid_ndcg") and key.endswith("_onnx")), None)
+            if k:
+                text += _("; held-out hybrid %(metric)s %(onnx).4f (torch %(torch).4f)") % {
+                    "metric": k.removeprefix("hybrid_").removesuffix("_onnx"),
+                    "onnx": report[k],
+                    "torch": report[k.removesuffix("_onnx")],
+                }
+            return text
+        if report:
+            return _("torch: the ONNX export was not kept (%s)") % (
+                report.get("error") or _("minimum cosine %s") % report.get("min_cosine")
+            )
+        return _("torch (trained before ONNX export)")
 
     @admin.display(description=_lazy("data"))
     def data(self, obj):

@@ -99,6 +99,11 @@ class RecommenderModel(models.Model):
     metrics_before = models.JSONField(default=dict, help_text="Base model on the held-out queries.")
     metrics_after = models.JSONField(default=dict, help_text="This version on the same held-out queries.")
     reranker_weight = models.FloatField(default=0.0, help_text="0: the reranker is not used.")
+    query_encoder = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The ONNX export's check: whether web processes encode queries without torch.",
+    )
     activation = models.TextField(blank=True, help_text="What the activation gate compared and decided.")
     loss_curve = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

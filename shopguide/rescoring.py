@@ -24,7 +24,7 @@ from django.utils import timezone
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .embeddings import has_pgvector
-from .ml.encoder import set_torch_threads
+from .ml.precision import set_torch_threads
 from .ml.version_files import VersionFilesError, load_encoder, stored_vectors_by_key, verify
 from .models import PendingVector, ProductVector, Rescore, ServingState
 from .signals import vectors_replaced

@@ -29,7 +29,6 @@ from django.db import connection
 
 from .conf import shopguide_settings
 from .embeddings import DIMENSIONS, has_pgvector
-from .ml.encoder import set_torch_threads
 from .ml.ranker import DEPTH
 from .ml.ranking import CatalogueIndex, InProcessVectors, VersionRanking
 from .ml.version_files import load_ranking, verify
@@ -141,7 +140,6 @@ class ServingIndex:
     def __init__(self, model, epoch, changes):
         self.model, self.epoch, self.changes = model, epoch, changes
         self.synced_at = None
-        set_torch_threads(shopguide_settings.TORCH_THREADS)  # web processes too: see TORCH_THREADS
         self.pgvector = has_pgvector(connection)
         self.load()
 
@@ -164,6 +162,7 @@ class ServingIndex:
             precision=shopguide_settings.PRECISION,
             reranker_weight=self.model.reranker_weight,
             rerank_depth=self.model.rerank_depth,
+            threads=shopguide_settings.TORCH_THREADS,  # web processes too: see TORCH_THREADS
         )
         self.snapshot = Snapshot(ranking, set(keys))
         release_free_memory()

@@ -15,7 +15,6 @@ from . import operations
 from .conf import shopguide_settings
 from .models import RecommenderModel, TrainingRun
 from .rescoring import build_vector_index, encode_chunk, refresh_product, refresh_products, start_rescore
-from .training import TrainingError, execute_run, fail_abandoned_runs
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +36,8 @@ def train(self, run_id, activate="if_better"):
     """Train the version requested by queued ``TrainingRun`` ``run_id``; then let the
     activation gate decide (``activate``: an ``AUTO_ACTIVATE`` value) whether to rescore the
     catalogue with it and make it serve (``operations.after_training``)."""
+    from .training import TrainingError, execute_run  # torch: imported where a run trains, not where it is sent
+
     run = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).first()
     if run is None:  # cancelled, or delivered twice
         return None
@@ -140,6 +141,8 @@ def add_beat_schedule(sender=None, **kwargs):
 @worker_ready.connect
 def fail_runs_of_dead_workers(sender=None, **kwargs):
     """A worker that starts again lost whatever it was training when it stopped."""
+    from .training import fail_abandoned_runs
+
     hostname = getattr(sender, "hostname", None)
     failed = fail_abandoned_runs(worker=hostname)
     if failed:

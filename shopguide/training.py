@@ -30,9 +30,10 @@ from .conf import shopguide_settings
 from .evaluation import store_cached_vectors
 from .feedback import verified_grades
 from .fulltext import search_keys
-from .ml.encoder import default_model_path, set_torch_threads
+from .ml.encoder import default_model_path
 from .ml.metrics import evaluate_run
 from .ml.pipeline import Pipeline, PipelineConfig, RecommenderData, cold_start_data, positive_threshold
+from .ml.precision import set_torch_threads
 from .ml.ranker import DEPTH
 from .ml.version_files import VersionFilesError, folder_checksum, verify
 from .models import Judgment, ProductVector, RecommenderModel, TrainingRun
@@ -189,6 +190,7 @@ def train_version(options=None, run=None, echo=None):
             metrics_before=outcome.metrics_before,
             metrics_after=outcome.metrics_after,
             reranker_weight=outcome.reranker_weight,
+            query_encoder=outcome.onnx,
             loss_curve={**outcome.losses, "seconds": outcome.seconds},
         )
     return model

@@ -6,7 +6,6 @@ from array import array
 
 import numpy as np
 import Stemmer
-from scipy import sparse
 
 # Product texts are full of measurements written every which way: "18V" / "18-volt",
 # "2x4" / "2 in. x 4 in.", "1/2 in." / "1/2 inch". Digits and letters are split apart, a
@@ -46,6 +45,47 @@ class Analyzer:
         return self.stemmer.stemWords(words)
 
 
+class TermColumns:
+    """A (document x term) matrix of non-zero values stored term by term: the documents that
+    hold term ``t`` are ``rows[starts[t]:starts[t + 1]]``, with their ``values`` alongside.
+    What BM25 needs of a sparse matrix, in numpy alone (scipy would double a web install)."""
+
+    def __init__(self, rows, columns, values, shape):
+        order = np.lexsort((rows, columns))
+        self.rows, self.values, self.shape = rows[order].astype(np.int32), values[order], shape
+        self.starts = np.zeros(shape[1] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(columns, minlength=shape[1]), out=self.starts[1:])
+
+    def with_values(self, values):
+        """The same positions with other ``values`` (aligned with ``self.values``)."""
+        twin = copy.copy(self)
+        twin.values = values
+        return twin
+
+    def entries(self):
+        """``(rows, columns, values)`` of every stored value."""
+        return self.rows, np.repeat(np.arange(self.shape[1], dtype=np.int32), np.diff(self.starts)), self.values
+
+    def counts(self):
+        """Documents per term."""
+        return np.diff(self.starts)
+
+    def weighted_sum(self, columns, weights):
+        """Each document's sum over the given terms of its value times the term's weight."""
+        total = np.zeros(self.shape[0], dtype=np.float32)
+        for column, weight in zip(columns, weights):
+            start, end = self.starts[column], self.starts[column + 1]
+            total[self.rows[start:end]] += self.values[start:end] * weight  # a term's rows are distinct
+        return total
+
+    def holders(self, columns):
+        """How many of the given terms each document holds."""
+        count = np.zeros(self.shape[0], dtype=np.float32)
+        for column in columns:
+            count[self.rows[self.starts[column] : self.starts[column + 1]]] += 1
+        return count
+
+
 class BM25Index:
     """Okapi BM25 over documents with unique keys; ``search`` ranks all of them for a query.
 
@@ -62,7 +102,7 @@ class BM25Index:
         # Term counts as a sparse (document x term) matrix, kept to re-weigh after an update;
         # the weights share its index arrays. Built from typed arrays, so even a large
         # catalogue leaves no heap of Python ints behind.
-        self.tf = sparse.csc_matrix((0, 1), dtype=np.uint16)
+        self.tf = TermColumns(*(np.zeros(0, dtype=np.int32),) * 2, np.zeros(0, dtype=np.uint16), (0, 1))
         self.lengths = np.zeros(0, dtype=np.float32)
         self.update(dict(zip(keys, texts)))
 
@@ -89,18 +129,13 @@ class BM25Index:
             else:
                 replaced.append(row)
             lengths[row] = self._analyse(row, text, rows, columns, counts)
-        old = self.tf.tocoo()
-        keep = ~np.isin(old.row, replaced) if replaced else slice(None)
-        self.tf = sparse.csc_matrix(
-            (
-                np.concatenate([old.data[keep], np.frombuffer(counts, dtype=np.uint16)]),
-                (
-                    np.concatenate([old.row[keep], np.frombuffer(rows, dtype=np.int32)]),
-                    np.concatenate([old.col[keep], np.frombuffer(columns, dtype=np.int32)]),
-                ),
-            ),
-            shape=(len(self.keys), max(len(self.vocabulary), 1)),
-            dtype=np.uint16,
+        old_rows, old_columns, old_counts = self.tf.entries()
+        keep = ~np.isin(old_rows, replaced) if replaced else slice(None)
+        self.tf = TermColumns(
+            np.concatenate([old_rows[keep], np.frombuffer(rows, dtype=np.int32)]),
+            np.concatenate([old_columns[keep], np.frombuffer(columns, dtype=np.int32)]),
+            np.concatenate([old_counts[keep], np.frombuffer(counts, dtype=np.uint16)]),
+            (len(self.keys), max(len(self.vocabulary), 1)),
         )
         self.lengths = np.concatenate([self.lengths, np.zeros(len(self.keys) - len(self.lengths), dtype=np.float32)])
         for row, length in lengths.items():
@@ -116,22 +151,21 @@ class BM25Index:
     def _weigh(self):
         tf = self.tf
         documents = max(len(self.keys), 1)
-        self.document_counts = np.diff(tf.indptr)
+        self.document_counts = tf.counts()
         document_frequency = self.document_counts.astype(np.float32)
         self.idf = np.log1p((documents - document_frequency + 0.5) / (document_frequency + 0.5))
         # Precompute each (document, term) weight once: searching is then a column sum.
         average = float(self.lengths.mean()) if len(self.lengths) else 1.0
         norm = self.k1 * (1 - self.b + self.b * self.lengths / max(average, 1e-9))
-        counts = tf.data.astype(np.float32)
-        weights = counts * (self.k1 + 1) / (counts + norm[tf.indices])
-        self.weights = sparse.csc_matrix((weights, tf.indices, tf.indptr), shape=tf.shape)
+        counts = tf.values.astype(np.float32)
+        self.weights = tf.with_values(counts * (self.k1 + 1) / (counts + norm[tf.rows]))
 
     def scores(self, query):
         """BM25 score of every document for ``query`` (numpy array aligned with ``keys``)."""
         columns = [self.vocabulary[term] for term in self.analyzer(query) if term in self.vocabulary]
         if not columns:
             return np.zeros(len(self.keys), dtype=np.float32)
-        return np.asarray(self.weights[:, columns] @ self.idf[columns]).ravel()
+        return self.weights.weighted_sum(columns, self.idf[columns])
 
     def documents_with(self, text):
         """How many documents contain every term of ``text`` (all of them when it has none,
@@ -148,8 +182,7 @@ class BM25Index:
         columns = [self.vocabulary[term] for term in terms if term in self.vocabulary]
         if not columns:
             return np.zeros(len(self.keys), dtype=np.float32)
-        present = np.asarray((self.weights[:, columns] > 0).sum(axis=1)).ravel()
-        return present.astype(np.float32) / len(terms)
+        return self.tf.holders(columns) / len(terms)
 
     def search(self, query, limit=100):
         """Keys of the best ``limit`` documents that share a term with the query, best first."""

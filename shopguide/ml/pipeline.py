@@ -26,8 +26,8 @@ from .encoder import Encoder, default_model_path
 from .memory import SearchMemory
 from .metrics import evaluate_run
 from .ranker import LinearRanker
-from .ranking import RERANK_DEPTH, CatalogueIndex, VersionRanking, catalogue_order
-from .reranker import CrossEncoder, rerank
+from .ranking import RERANK_DEPTH, CatalogueIndex, VersionRanking, catalogue_order, rerank
+from .reranker import CrossEncoder
 from .training import BiEncoderConfig, CrossEncoderConfig, Pair, train_bi_encoder, train_cross_encoder
 
 
@@ -61,6 +61,8 @@ class PipelineConfig:
     k: int = 10
     seed: int = 42
     precision: str = "auto"  # see precision.use_bfloat16
+    onnx: bool = True  # export the query encoder for serving without torch
+    onnx_check_texts: int = 500  # texts its vectors are compared with torch's on
 
 
 @dataclass
@@ -72,6 +74,7 @@ class TrainingOutcome:
     counts: dict
     losses: dict
     seconds: dict
+    onnx: dict = field(default_factory=dict)  # the ONNX export's check (version_files.export_query_encoder)
 
 
 def positive_threshold(judgments):
@@ -353,7 +356,30 @@ class Pipeline:
             memory=tuned.memory,
             reranker=reranker if reranker_weight > 0 else None,
         )
+        if config.onnx:
+            outcome.onnx = self.timed("export_onnx", self.export_onnx, encoder, tuned, after)
+            version_files.save_summary(self.output_dir, {"config": asdict(config), **asdict(outcome)})
         return outcome
+
+    def onnx_check_texts(self):
+        """Held-out queries first, then training queries, then product titles: what the ONNX
+        encoder's vectors are compared with torch's on."""
+        texts = list(dict.fromkeys(self.data.heldout_queries + self.data.train_queries))
+        texts += [split_title(text) for text in self.texts]
+        return texts[: self.config.onnx_check_texts]
+
+    def export_onnx(self, encoder, tuned, after):
+        """Export the encoder for serving and check it (``version_files.export_query_encoder``);
+        where it serves, also the held-out hybrid metrics with it encoding the queries."""
+        report = version_files.export_query_encoder(self.output_dir, encoder, self.onnx_check_texts())
+        if report["served"] and self.report_queries:
+            served = version_files.load_query_encoder(self.output_dir)
+            k = f"ndcg@{self.config.k}"
+            report[f"hybrid_{k}"] = after["hybrid"][k]
+            report[f"hybrid_{k}_onnx"] = self.score(
+                VersionRanking(served, self.catalogue, tuned.vectors, tuned.fusion, tuned.memory)
+            )["hybrid"][k]
+        return report
 
     def recording(self, name):
         losses = self.losses.setdefault(name, [])

@@ -32,3 +32,11 @@ def use_bfloat16(precision):
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
     return precision == "bfloat16" or (precision == "auto" and fast_bfloat16())
+
+
+def set_torch_threads(threads):
+    """torch's intra-op threads (None: torch's default). Imports torch only when asked."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))

@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .lexical import Analyzer
 
@@ -234,6 +233,8 @@ class LinearRanker:
         ]
         if not examples:
             raise ValueError("No query with a relevant candidate to fit the ranker on.")
+        import torch  # fitting only: serving scores with numpy
+
         torch.manual_seed(seed)
         stacked = np.concatenate([features for features, _, _ in examples])
         mean, scale = stacked.mean(0), stacked.std(0) + 1e-6

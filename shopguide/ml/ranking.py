@@ -26,7 +26,6 @@ import numpy as np
 
 from .lexical import BM25Index
 from .ranker import DEPTH, FeatureBuilder, lexical_hits, top_indices, trigrams
-from .reranker import rerank
 from .spelling import Speller
 
 RERANK_DEPTH = 30  # fused candidates the cross-encoder may reorder
@@ -252,3 +251,27 @@ class VersionRanking:
             for query, row in zip(queries[start : start + chunk], scores):
                 out[query] = [keys[i] for i in top_indices(row, depth)]
         return out
+
+
+def blend(retriever_scores, reranker_scores, weight):
+    """Mix min-max normalised scores: ``weight`` 0 keeps the retriever's order, 1 the reranker's."""
+
+    def normalised(values):
+        values = np.asarray(values, dtype=np.float32)
+        spread = values.max() - values.min() if len(values) else 0
+        return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
+
+    return (1 - weight) * normalised(retriever_scores) + weight * normalised(reranker_scores)
+
+
+def retriever_scores(count, k=60):
+    """Scores for a fused ranking's top ``count`` positions (its reciprocal-rank shape)."""
+    return [1.0 / (k + rank) for rank in range(1, count + 1)]
+
+
+def rerank(ranking, reranker_scores, weight):
+    """``ranking`` with its first ``len(reranker_scores)`` items reordered by the blend."""
+    depth = len(reranker_scores)
+    top = list(ranking[:depth])
+    order = np.argsort(-blend(retriever_scores(depth), reranker_scores, weight), kind="stable")
+    return [top[index] for index in order] + list(ranking[depth:])

@@ -56,27 +56,3 @@ class CrossEncoder:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-
-
-def blend(retriever_scores, reranker_scores, weight):
-    """Mix min-max normalised scores: ``weight`` 0 keeps the retriever's order, 1 the reranker's."""
-
-    def normalised(values):
-        values = np.asarray(values, dtype=np.float32)
-        spread = values.max() - values.min() if len(values) else 0
-        return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
-
-    return (1 - weight) * normalised(retriever_scores) + weight * normalised(reranker_scores)
-
-
-def retriever_scores(count, k=60):
-    """Scores for a fused ranking's top ``count`` positions (its reciprocal-rank shape)."""
-    return [1.0 / (k + rank) for rank in range(1, count + 1)]
-
-
-def rerank(ranking, reranker_scores, weight):
-    """``ranking`` with its first ``len(reranker_scores)`` items reordered by the blend."""
-    depth = len(reranker_scores)
-    top = list(ranking[:depth])
-    order = np.argsort(-blend(retriever_scores(depth), reranker_scores, weight), kind="stable")
-    return [top[index] for index in order] + list(ranking[depth:])

@@ -3,6 +3,8 @@
 ::
 
     encoder/               the fine-tuned query and product encoder (transformers format)
+    query_encoder.onnx     the same encoder for onnxruntime, what web processes serve with;
+                           only where its vectors matched torch's (older versions lack it)
     reranker/              the cross-encoder, only when training kept one (blend weight > 0)
     ranker.json            the learned fusion, only when training kept one
     search_memory.npz      the search memory (vectors and product keys), only with a fusion
@@ -15,15 +17,17 @@ The checksum covers every file, so a version whose folder changed after training
 
 import hashlib
 import json
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
 
-from .encoder import Encoder
 from .memory import SearchMemory
 from .ranker import LinearRanker
 from .ranking import RERANK_DEPTH, VersionRanking
-from .reranker import CrossEncoder
+
+logger = logging.getLogger(__name__)
 
 ENCODER_FOLDER = "encoder"
 RERANKER_FOLDER = "reranker"
@@ -32,6 +36,10 @@ MEMORY_FILE = "search_memory.npz"
 VECTORS_FILE = "product_vectors.npy"
 KEYS_FILE = "product_keys.json"
 SUMMARY_FILE = "training.json"
+ONNX_FILE = "query_encoder.onnx"
+# The ONNX encoder serves only if its vectors agree with torch's at least this well on every
+# text it is checked on (float32 runs agree to ~0.99998; a wrong export scores ~0.93).
+ONNX_MIN_COSINE = 0.9999
 
 
 class VersionFilesError(Exception):
@@ -87,11 +95,63 @@ def save(folder, *, encoder, keys, texts, vectors, summary, fusion=None, memory=
     (folder / KEYS_FILE).write_text(
         json.dumps({"keys": list(keys), "texts": list(texts), "texts_sha256": texts_digest(keys, texts)})
     )
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    save_summary(folder, summary)
+
+
+def save_summary(folder, summary):
+    (Path(folder) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+
+
+def export_query_encoder(folder, encoder, texts):
+    """Export ``encoder`` (a torch ``Encoder``) to ``folder``/query_encoder.onnx and check it on
+    ``texts`` (held-out queries where there are any): the file stays only if every vector's
+    cosine to torch's is at least ``ONNX_MIN_COSINE``. Returns what the version's report keeps:
+    ``served`` (whether it stays), ``min_cosine``, ``checked`` (texts), ``seconds``, and the
+    ``error`` when the export failed (the version then serves through torch)."""
+    from .onnx_encoder import OnnxEncoder
+
+    path = Path(folder) / ONNX_FILE
+    texts = list(texts) or ["a"]
+    started = time.monotonic()
+    try:
+        encoder.export_onnx(path)
+        exported = OnnxEncoder(path, Path(folder) / ENCODER_FOLDER, threads=1)
+        cosines = np.sum(exported.encode_queries(texts) * encoder.encode_queries(texts), axis=1)
+    except Exception as exc:  # an exporter that cannot handle this model: serve through torch
+        logger.warning("The query encoder could not be exported to ONNX: %s", exc, exc_info=True)
+        path.unlink(missing_ok=True)
+        return {"served": False, "error": f"{type(exc).__name__}: {exc}", "checked": len(texts)}
+    min_cosine = float(cosines.min())
+    served = min_cosine >= ONNX_MIN_COSINE
+    if not served:
+        path.unlink()
+    return {
+        "served": served,
+        "min_cosine": round(min_cosine, 6),
+        "checked": len(texts),
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def load_encoder(folder, precision="auto"):
+    """The version's torch encoder (training, and serving where it has no ONNX file)."""
+    from .encoder import Encoder
+
     return Encoder(Path(folder) / ENCODER_FOLDER, precision)
+
+
+def load_query_encoder(folder, precision="auto", threads=None):
+    """What serving encodes queries with: the ONNX encoder where the version has one (no
+    torch imported), its torch encoder otherwise. ``threads``: the encoder's threads."""
+    folder = Path(folder)
+    if (folder / ONNX_FILE).is_file():
+        from .onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(folder / ONNX_FILE, folder / ENCODER_FOLDER, threads)
+    from .encoder import set_torch_threads
+
+    set_torch_threads(threads)
+    return load_encoder(folder, precision)
 
 
 def load_fusion(folder):
@@ -101,17 +161,28 @@ def load_fusion(folder):
 
 
 def load_ranking(
-    folder, catalogue, vectors, *, precision="auto", reranker_weight=0.0, rerank_depth=RERANK_DEPTH, encoder=None
+    folder,
+    catalogue,
+    vectors,
+    *,
+    precision="auto",
+    reranker_weight=0.0,
+    rerank_depth=RERANK_DEPTH,
+    encoder=None,
+    threads=None,
 ):
     """The version in ``folder`` ranking ``catalogue`` with ``vectors`` (its encoder's vectors
-    of the catalogue's products, or a vector search); its reranker only at a weight above 0.
-    ``encoder``: one already loaded from this folder, to share."""
+    of the catalogue's products, or a vector search); its reranker only at a weight above 0
+    (a cross-encoder runs on torch). ``encoder``: one already loaded from this folder, to
+    share; otherwise ``load_query_encoder``'s, with ``threads``."""
     folder = Path(folder)
     reranker = None
     if reranker_weight > 0 and (folder / RERANKER_FOLDER).is_dir():
+        from .reranker import CrossEncoder
+
         reranker = CrossEncoder(folder / RERANKER_FOLDER, precision)
     return VersionRanking(
-        encoder or load_encoder(folder, precision),
+        encoder or load_query_encoder(folder, precision, threads),
         catalogue,
         vectors,
         load_fusion(folder),

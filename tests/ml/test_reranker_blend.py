@@ -1,6 +1,6 @@
 import numpy as np
 
-from shopguide.ml.reranker import blend, rerank
+from shopguide.ml.ranking import blend, rerank
 
 
 def test_blend_weight_zero_keeps_retriever_order_and_one_follows_reranker():

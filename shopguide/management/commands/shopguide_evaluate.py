@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from shopguide.conf import shopguide_settings
 from shopguide.evaluation import STRATEGIES, evaluate_strategies, read_judgments
 from shopguide.importing import DatasetError
-from shopguide.ml.encoder import set_torch_threads
+from shopguide.ml.precision import set_torch_threads
 
 from .shopguide_train import ProgressBars
 

@@ -3,19 +3,24 @@
     .venv/bin/python bench/serving.py [--seconds 60] [--clients 8]
 
 Needs the database that ``bench/quality.py --datasets homedepot`` left (the 54,667-product
-Home Depot catalogue with a trained, active version); ``--database-url`` and ``--media-root``
-point elsewhere. It starts the demo project under gunicorn (``config/gunicorn.conf.py``: one
-worker process, 8 threads), drives it with a small threaded HTTP/1.1 keep-alive load
-generator in this process, and measures, side by side in one run:
+Home Depot catalogue with a trained, active version that has its ONNX export);
+``--database-url`` and ``--media-root`` point elsewhere. It starts the demo project under
+gunicorn twice, once encoding queries with torch (``QUERY_ENCODER=torch``) and once with the
+version's ONNX export (``auto``), each one worker process with 8 threads, drives them with a
+small threaded HTTP/1.1 keep-alive load generator in this process, and measures, side by
+side in one run:
 
-- the floor (encoding a query and the vector search, timed in this process) and uncached
-  requests from one client over every held-out (``dev``) query, taken in turns so that both
-  see the machine in the same state; the share of those queries that get no recommendation;
+- per path, the floor (encoding a query and the vector search, timed in this process) and
+  uncached requests from one client over ``--queries`` distinct queries the server has not
+  seen (the held-out ``dev`` ones first), all four taken in turns so that they see the
+  machine in the same state; the share of those queries that get no recommendation;
+- per path, 8 clients for ``--seconds`` on other unseen queries (uncached), in two halves
+  taken torch, ONNX, ONNX, torch (the machine's drift cancels); and the ONNX path with two
+  worker processes of 4 threads (what fits two cores now), next to the demo's plain
+  PostgreSQL full-text search endpoint under the same load;
 - the same requests again, now cached; requests/s of cached recommendations and of a trivial
   JSON view at 8 clients;
-- 8 clients for ``--seconds`` on unseen queries (uncached), next to the demo's plain
-  PostgreSQL full-text search endpoint under the same load;
-- the web worker's resident memory with the model loaded; the reranker's added latency.
+- each web worker's resident memory with the model loaded; the reranker's added latency.
 
 It prints a table, writes ``bench/results/serving.{json,md}`` and refreshes bench/README.md's table.
 """
@@ -149,12 +154,12 @@ def prepare_database(env):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True)
 
 
-def start_server(env, port):
+def start_server(env, port, workers=1, threads=8):
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.conf.py")]
     server = subprocess.Popen(
         command,
         cwd=ROOT,
-        env=dict(env, BIND=f"127.0.0.1:{port}", WEB_WORKERS="1", WEB_THREADS="8"),
+        env=dict(env, BIND=f"127.0.0.1:{port}", WEB_WORKERS=str(workers), WEB_THREADS=str(threads)),
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
@@ -167,10 +172,14 @@ def start_server(env, port):
     raise SystemExit("The server did not answer /healthz/ within 60 s.")
 
 
-def serving_ranking():
-    """The serving version's ranking, as the web process holds it."""
+def serving_ranking(query_encoder="auto"):
+    """The serving version's ranking, as a web process with ``QUERY_ENCODER`` holds it."""
+    from django.conf import settings
+
     from shopguide.serving import ServingIndex
 
+    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "QUERY_ENCODER": query_encoder}
+    ServingIndex.reset()
     index = ServingIndex.get()
     if index is None:
         raise SystemExit("No active version with vectors: run bench/quality.py --datasets homedepot first.")
@@ -186,22 +195,24 @@ def floor_once(ranking, query):
     return (time.perf_counter() - started) * 1000
 
 
-def floor_and_uncached(port, queries):
-    """The floor and uncached requests, taken in turns: a floor timing in this process, then
-    a request for another query, and so on. This machine's speed drifts by more than the
-    gap between the two within a minute; taken in turns, both see it in the same state.
-    The floor times query i and the server answers query i + n/2, so neither warms the
-    other's caches; a pause after each answer lets the server finish what it does after
-    responding before the next floor timing. Returns the floor timings and the requests (in
-    ``queries`` order)."""
-    ranking, half = serving_ranking(), len(queries) // 2
-    client, floors, answers = Client(port), [], {}
+def floors_and_uncached(paths, queries):
+    """Per path (``{name: (ranking, port)}``), the floor and uncached requests, all taken in
+    turns: for each query, a floor timing in this process and a request to each server. This
+    machine's speed drifts by more than the gaps measured within a minute; taken in turns,
+    all see it in the same state. The floors time query i and the servers answer query
+    i + n/2, so neither warms the other's caches; a pause after each answer lets the server
+    finish what it does after responding. Returns ``{name: (floor timings, requests)}``, the
+    requests in ``queries`` order."""
+    half = len(queries) // 2
+    clients = {name: Client(port) for name, (_, port) in paths.items()}
+    floors, answers = {name: [] for name in paths}, {name: {} for name in paths}
     for i, query in enumerate(queries):
-        floors.append(floor_once(ranking, query))
         other = (i + half) % len(queries)
-        answers[other] = client.get(recommendations_path(queries[other]))
-        time.sleep(0.005)  # the server finishes its work after the response (the cache write)
-    return floors, [answers[i] for i in range(len(queries))]
+        for name, (ranking, _) in paths.items():
+            floors[name].append(floor_once(ranking, query))
+            answers[name][other] = clients[name].get(recommendations_path(queries[other]))
+            time.sleep(0.005)  # the server finishes its work after the response (the cache write)
+    return {name: (floors[name], [answers[name][i] for i in range(len(queries))]) for name in paths}
 
 
 def django_default_empty(queries):
@@ -215,8 +226,7 @@ def django_default_empty(queries):
     )
 
 
-def reranker_ms(queries):
-    ranking = serving_ranking()
+def reranker_ms(ranking, queries):
     if ranking.reranker is None:
         return None
     timings = []
@@ -236,11 +246,35 @@ def worker_rss_mb(server):
     return round(max(child.memory_info().rss for child in children) / 2**20) if children else None
 
 
+def stop(server):
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+
+
+def halves(port_of, clients, seconds, paths):
+    """``load`` on each path's server in two halves of ``seconds``, in the order a b b a."""
+    parts = {name: [] for name in port_of}
+    order = list(port_of) + list(reversed(port_of))
+    for name in order:
+        parts[name].append(load(port_of[name], clients, seconds / 2, paths))
+    merged = {}
+    for name, (first, second) in parts.items():
+        merged[name] = {
+            "requests": first["requests"] + second["requests"],
+            "errors": first["errors"] + second["errors"],
+            "requests_per_s": round((first["requests_per_s"] + second["requests_per_s"]) / 2, 1),
+            "p50_ms": max(first["p50_ms"], second["p50_ms"]),
+            "p99_ms": max(first["p99_ms"], second["p99_ms"]),
+        }
+    return merged
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     trained_shop.add_arguments(parser)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--queries", type=int, default=1200, help="distinct unseen queries for one client")
     args = parser.parse_args()
     env = trained_shop.setup_django(args)
     prepare_database(env)
@@ -248,58 +282,88 @@ def main():
     with open(args.data / "judgments.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     dev = sorted({row["query"] for row in rows if row.get("split") == "dev"})
-    unseen = sorted({row["query"] for row in rows if row.get("split") != "dev"})
-    random.Random(7).shuffle(unseen)
-    results = {"queries": {"dev": len(dev), "load": len(unseen)}}
+    others = sorted({row["query"] for row in rows if row.get("split") != "dev"})
+    random.Random(7).shuffle(others)
+    one_client = (dev + others)[: args.queries]
+    unseen = others[max(0, args.queries - len(dev)) :]  # the load runs: queries no run above asked
+    results = {"queries": {"dev": len(dev), "one_client": len(one_client), "load": len(unseen)}}
 
     from django.core.cache import cache
 
     cache.clear()  # answers of an earlier run would make "uncached" requests cached ones
-    ranking = serving_ranking()
-    results["vector_path"] = "in-process exact (numpy)" if hasattr(ranking.vectors, "vectors") else "pgvector HNSW"
-    for query in dev[:50]:  # the floor's first queries would otherwise pay for warming up
-        floor_once(ranking, query)
-    results["reranker_p50_ms"] = reranker_ms(dev[:50])
+    rankings = {"torch": serving_ranking("torch"), "onnx": serving_ranking("auto")}
+    if type(rankings["onnx"].encoder).__name__ != "OnnxEncoder":
+        raise SystemExit("The active version has no ONNX export: train a new one (bench/quality.py).")
+    results["vector_path"] = (
+        "in-process exact (numpy)" if hasattr(rankings["onnx"].vectors, "vectors") else "pgvector HNSW"
+    )
+    for ranking in rankings.values():
+        for query in dev[:50]:  # the floor's first queries would otherwise pay for warming up
+            floor_once(ranking, query)
+    results["reranker_p50_ms"] = reranker_ms(rankings["torch"], dev[:50])
 
-    port = free_port()
-    server = start_server(env, port)
+    ports = {"torch": free_port(), "onnx": free_port()}
+    servers = {
+        name: start_server(dict(env, QUERY_ENCODER="torch" if name == "torch" else "auto"), port)
+        for name, port in ports.items()
+    }
     try:
-        status, _, ms = Client(port).get(recommendations_path("warm up"))
-        results["first_request_ms"] = round(ms)  # loads the version and builds the lexical index
-        print(f"server up; first request {ms:.0f} ms", flush=True)
+        for name, port in ports.items():
+            status, _, ms = Client(port).get(recommendations_path("warm up"))
+            results[name] = {"first_request_ms": round(ms)}  # loads the version, builds the lexical index
+            print(f"{name} server up; first request {ms:.0f} ms", flush=True)
 
-        print(
-            f"floor in this process and uncached requests, one client, in turns, {len(dev)} dev queries ...", flush=True
-        )
-        floors, uncached = floor_and_uncached(port, dev)
-        results["floor_p50_ms"] = round(statistics.median(floors), 1)
-        results["uncached_one_client"] = summary(uncached)
-        empty = sum(1 for status, body, _ in uncached if status == 200 and not json.loads(body)["results"])
-        results["dev_queries_without_recommendation"] = empty
-        fts = sequential(port, [search_path(query) for query in dev])
+        print(f"floors and uncached requests, one client per path, in turns, {len(one_client)} queries ...", flush=True)
+        measured = floors_and_uncached({name: (rankings[name], ports[name]) for name in ports}, one_client)
+        for name, (floors, uncached) in measured.items():
+            results[name]["floor_p50_ms"] = round(statistics.median(floors), 1)
+            results[name]["uncached_one_client"] = summary(uncached)
+            results[name]["without_recommendation"] = sum(
+                1 for status, body, _ in uncached[: len(dev)] if status == 200 and not json.loads(body)["results"]
+            )
+        cache.clear()
+        print(f"uncached, {args.clients} clients, {args.seconds:.0f} s per path (halves a b b a) ...", flush=True)
+        loads = halves(ports, args.clients, args.seconds, cycler([recommendations_path(q) for q in unseen]))
+        for name in ports:
+            results[name]["uncached_clients"] = loads[name]
+            results[name]["worker_rss_mb"] = worker_rss_mb(servers[name])
+
+        fts = sequential(ports["onnx"], [search_path(query) for query in dev])
         results["fts_dev_queries_without_results"] = sum(
             1 for status, body, _ in fts if status == 200 and not json.loads(body)["results"]
         )
         results["django_default_fts_without_results"] = django_default_empty(dev)
-
         print("cached, one client ...", flush=True)
-        results["cached_one_client"] = summary(sequential(port, [recommendations_path(query) for query in dev]))
-
+        results["cached_one_client"] = summary(sequential(ports["onnx"], [recommendations_path(q) for q in dev]))
         print(f"cached vs trivial view, {args.clients} clients ...", flush=True)
         short = min(args.seconds, 20)
-        results["cached_clients"] = load(port, args.clients, short, cycler([recommendations_path(q) for q in dev]))
-        results["trivial_clients"] = load(port, args.clients, short, lambda: "/healthz/")
-
-        print(f"uncached, {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
-        results["uncached_clients"] = load(
-            port, args.clients, args.seconds, cycler([recommendations_path(q) for q in unseen])
+        results["cached_clients"] = load(
+            ports["onnx"], args.clients, short, cycler([recommendations_path(q) for q in dev])
         )
+        results["trivial_clients"] = load(ports["onnx"], args.clients, short, lambda: "/healthz/")
         print(f"plain full-text search, {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
-        results["fts_clients"] = load(port, args.clients, args.seconds, cycler([search_path(q) for q in unseen]))
-        results["worker_rss_mb"] = worker_rss_mb(server)
+        results["fts_clients"] = load(
+            ports["onnx"], args.clients, args.seconds, cycler([search_path(q) for q in unseen])
+        )
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        for server in servers.values():
+            stop(server)
+
+    print("ONNX path, two worker processes x 4 threads ...", flush=True)
+    cache.clear()
+    port = free_port()
+    server = start_server(dict(env, QUERY_ENCODER="auto"), port, workers=2, threads=4)
+    try:
+        for _ in range(8):  # each worker loads the version on its first request
+            Client(port).get(recommendations_path("warm up"))
+        results["onnx_two_workers"] = {
+            "uncached_clients": load(
+                port, args.clients, args.seconds / 2, cycler([recommendations_path(q) for q in unseen[::-1]])
+            ),
+            "worker_rss_mb": worker_rss_mb(server),
+        }
+    finally:
+        stop(server)
 
     results["seconds"], results["clients"] = args.seconds, args.clients
     markdown = table(results)
@@ -307,37 +371,54 @@ def main():
 
 
 def table(r):
-    floor, uncached, cached = r["floor_p50_ms"], r["uncached_one_client"], r["cached_one_client"]
+    torch, onnx, two = r["torch"], r["onnx"], r["onnx_two_workers"]
+    cached = r["cached_one_client"]
     ratio = r["cached_clients"]["requests_per_s"] / r["trivial_clients"]["requests_per_s"]
-    load, fts = r["uncached_clients"], r["fts_clients"]
+    fts = r["fts_clients"]
     reranker = (
-        f"{r['reranker_p50_ms']} ms p50 over its top candidates"
+        f"{r['reranker_p50_ms']} ms p50 over its top candidates (torch)"
         if r["reranker_p50_ms"]
-        else "not used: the trained version has no reranker (training found it did not help)"
+        else "not used: the trained version has no reranker"
     )
+
+    def one(path):
+        uncached = path["uncached_one_client"]
+        return (
+            f"{uncached['p50_ms']} / {uncached['p99_ms']} ms ({uncached['p50_ms'] / onnx['floor_p50_ms']:.2f}x the "
+            f"ONNX floor, p99 {uncached['p99_ms'] / uncached['p50_ms']:.1f}x p50)"
+        )
+
+    def many(path):
+        load = path["uncached_clients"]
+        return f"{load['requests_per_s']} requests/s, p50 / p99 {load['p50_ms']} / {load['p99_ms']} ms, {load['errors']} errors"
+
     return "\n".join(
         [
-            f"Home Depot catalogue (54,667 products), one gunicorn worker (8 threads), vectors: {r['vector_path']}; "
-            f"{r['queries']['dev']} held-out queries, {r['queries']['load']} other queries for the load runs.",
+            f"Home Depot catalogue (54,667 products), gunicorn, one worker process x 8 threads unless said; vectors: "
+            f"{r['vector_path']}; {r['queries']['one_client']} distinct unseen queries for one client (the "
+            f"{r['queries']['dev']} held-out ones first), other unseen queries for the load runs.",
             "",
-            "| measure | result |",
-            "|---|---|",
-            f"| floor: encode the query + vector search, in process (p50) | {floor} ms |",
-            f"| uncached, one client (p50 / p99) | {uncached['p50_ms']} / {uncached['p99_ms']} ms "
-            f"({uncached['p50_ms'] / floor:.2f}x the floor) |",
-            f"| cached, one client (p50 / p99) | {cached['p50_ms']} / {cached['p99_ms']} ms |",
-            f"| cached, {r['clients']} clients: requests/s vs a trivial JSON view | "
-            f"{r['cached_clients']['requests_per_s']} vs {r['trivial_clients']['requests_per_s']} ({ratio:.0%}) |",
-            f"| uncached, {r['clients']} clients, {r['seconds']:.0f} s: requests, errors, p50 / p99, requests/s | "
-            f"{load['requests']}, {load['errors']}, {load['p50_ms']} / {load['p99_ms']} ms, {load['requests_per_s']} |",
-            f"| plain PostgreSQL full-text search endpoint, same load | "
-            f"{fts['requests']}, {fts['errors']}, {fts['p50_ms']} / {fts['p99_ms']} ms, {fts['requests_per_s']} |",
-            f"| held-out queries with no recommendation | {r['dev_queries_without_recommendation']} of "
-            f"{r['queries']['dev']} (Django's default full-text search: {r['django_default_fts_without_results']} "
-            f"with no result; the demo's any-word fallback: {r['fts_dev_queries_without_results']}) |",
-            f"| web worker resident memory, model loaded | {r['worker_rss_mb']} MB |",
-            f"| first request of a fresh worker (loads the version) | {r['first_request_ms']} ms |",
-            f"| reranker | {reranker} |",
+            "| measure | torch | ONNX (onnxruntime) |",
+            "|---|---|---|",
+            f"| floor: encode the query + vector search, in process (p50) | {torch['floor_p50_ms']} ms | {onnx['floor_p50_ms']} ms |",
+            f"| uncached, one client (p50 / p99) | {one(torch)} | {one(onnx)} |",
+            f"| uncached p50, ONNX / torch | | {onnx['uncached_one_client']['p50_ms'] / torch['uncached_one_client']['p50_ms']:.2f}x |",
+            f"| uncached, {r['clients']} clients, {r['seconds']:.0f} s | {many(torch)} | {many(onnx)} |",
+            f"| uncached, {r['clients']} clients, two worker processes x 4 threads | | {many(two)} "
+            f"({two['uncached_clients']['requests_per_s'] / torch['uncached_clients']['requests_per_s']:.2f}x torch's one process) |",
+            f"| web worker resident memory, model loaded | {torch['worker_rss_mb']} MB | {onnx['worker_rss_mb']} MB "
+            f"(two workers: {two['worker_rss_mb']} MB each at most) |",
+            f"| first request of a fresh worker (loads the version) | {torch['first_request_ms']} ms | {onnx['first_request_ms']} ms |",
+            f"| held-out queries with no recommendation | {torch['without_recommendation']} of {r['queries']['dev']} | "
+            f"{onnx['without_recommendation']} of {r['queries']['dev']} |",
+            "",
+            f"Same run, ONNX path: cached, one client, p50 / p99 {cached['p50_ms']} / {cached['p99_ms']} ms; cached at "
+            f"{r['clients']} clients {r['cached_clients']['requests_per_s']} requests/s against a trivial JSON view's "
+            f"{r['trivial_clients']['requests_per_s']} ({ratio:.0%}); the demo's plain PostgreSQL full-text search "
+            f"endpoint under the same load {fts['requests_per_s']} requests/s, p50 / p99 {fts['p50_ms']} / {fts['p99_ms']} ms; "
+            f"held-out queries without any full-text result: {r['django_default_fts_without_results']} (Django's "
+            f"default, every word) and {r['fts_dev_queries_without_results']} (the demo's any-word fallback); "
+            f"reranker: {reranker}.",
         ]
     )
 

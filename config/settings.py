@@ -2,7 +2,7 @@
 
 DATABASE_URL       PostgreSQL to use; unset: an embedded PostgreSQL 16 under var/
 CELERY_BROKER_URL  Redis or RabbitMQ broker; unset: an embedded Redis under var/
-SECRET_KEY, DEBUG, ALLOWED_HOSTS, MEDIA_ROOT, TORCH_THREADS
+SECRET_KEY, DEBUG, ALLOWED_HOSTS, MEDIA_ROOT, TORCH_THREADS, QUERY_ENCODER
 HTTPS              "1" behind HTTPS: secure cookies, redirect to HTTPS, HSTS (HSTS_SECONDS, default a year;
                    HSTS_INCLUDE_SUBDOMAINS, HSTS_PRELOAD: "1" to opt in)
 PROXY_COUNT        proxies of yours in front of the server (the events throttle's client address)
@@ -156,6 +156,7 @@ SHOPGUIDE = {
     "THROTTLE_CACHE": "throttle",
     "PROXY_COUNT": int(os.environ.get("PROXY_COUNT", 0)),
     "TORCH_THREADS": int(os.environ["TORCH_THREADS"]) if os.environ.get("TORCH_THREADS") else None,
+    "QUERY_ENCODER": os.environ.get("QUERY_ENCODER", "auto"),
     # "none" lifts the per-client limit on posted events (load tests from one address).
     "EVENTS_RATE": None
     if os.environ.get("EVENTS_RATE", "").lower() == "none"

@@ -77,6 +77,7 @@ VALUE_CHECKS = [
     value_check(
         "TORCH_THREADS", lambda v: whole_number(v, 1), "a whole number of 1 or more, or None", "shopguide.E012", True
     ),
+    value_check("QUERY_ENCODER", lambda v: v in ("auto", "torch"), "'auto' or 'torch'", "shopguide.E012"),
     value_check(
         "RERANK_BUDGET_MS", lambda v: positive_number(v) or v == 0, "milliseconds, 0 or more", "shopguide.E012"
     ),

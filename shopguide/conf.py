@@ -81,8 +81,12 @@ DEFAULTS = {
     # Cache alias for the events throttle's counters; give it a cache of its own (another
     # table, database or Redis) so that many clients cannot crowd recommendations out.
     "THROTTLE_CACHE": "default",
-    # torch intra-op threads for training and encoding; None leaves torch's default.
+    # torch intra-op threads for training and encoding, and onnxruntime's for serving queries;
+    # None leaves their default (one per core).
     "TORCH_THREADS": None,
+    # What web processes encode queries with: "auto" (the version's ONNX export where it has
+    # one, torch otherwise) or "torch" (always torch: needs the training extra).
+    "QUERY_ENCODER": "auto",
     # Number format of the transformers' matrix products: "bfloat16" (2-3x faster training and
     # encoding on CPUs with AVX512-BF16 or AMX, the same quality), "float32", or "auto"
     # (bfloat16 where the CPU multiplies it natively).

@@ -163,6 +163,7 @@ class ServingIndex:
             reranker_weight=self.model.reranker_weight,
             rerank_depth=self.model.rerank_depth,
             threads=shopguide_settings.TORCH_THREADS,  # web processes too: see TORCH_THREADS
+            onnx=shopguide_settings.QUERY_ENCODER == "auto",
         )
         self.snapshot = Snapshot(ranking, set(keys))
         release_free_memory()

@@ -74,10 +74,14 @@ def version_vectors(model, keys, texts, encoder, progress=None):
 
 def version_ranking(model, catalogue, precision, progress=None):
     """``model`` ranking ``catalogue`` (a ``CatalogueIndex``) exactly as it serves, with its
-    vectors of the catalogue's products held in process."""
-    from .ml.version_files import load_encoder, load_ranking
+    vectors of the catalogue's products held in process; queries encoded as web processes
+    encode them (``QUERY_ENCODER``: the version's ONNX export where it has one)."""
+    from .conf import shopguide_settings
+    from .ml.version_files import load_query_encoder, load_ranking
 
-    encoder = load_encoder(model.folder, precision)
+    encoder = load_query_encoder(
+        model.folder, precision, shopguide_settings.TORCH_THREADS, onnx=shopguide_settings.QUERY_ENCODER == "auto"
+    )
     vectors = version_vectors(model, catalogue.keys, catalogue.texts, encoder, progress)
     return load_ranking(
         model.folder,

@@ -90,6 +90,7 @@ def test_every_setting_is_checked_for_its_type_and_range():
         EVENTS_RATE="30/s",
         RESCORE_ON_SAVE=False,
         AUTO_ACTIVATE="never",
+        QUERY_ENCODER="torch",
         MIN_SHOPPERS=1,
         SHOPPER_TOKEN_MAX_AGE=600,
     )
@@ -106,6 +107,7 @@ def test_every_setting_is_checked_for_its_type_and_range():
         ("EVENTS_RATE", "lots"),
         ("RESCORE_ON_SAVE", "yes"),
         ("AUTO_ACTIVATE", "sometimes"),
+        ("QUERY_ENCODER", "onnx"),
     ):
         with override_settings(SHOPGUIDE={**VALID, name: wrong}):
             (error,) = check_settings()

@@ -92,3 +92,19 @@ def test_a_web_process_without_torch_installed_answers(version):
     assert result["encoder"] == "OnnxEncoder" and result["loaded"] == []  # not full-text search
     assert {word: ids[0] for word, ids in result["answers"].items()} == {word: SLANG[word] for word in words}
     assert len(result["unseen"]) == 2
+
+
+def test_query_encoder_torch_serves_the_same_ranking_through_torch(version, settings):
+    from shopguide.ml.encoder import Encoder
+    from shopguide.ml.onnx_encoder import OnnxEncoder
+    from shopguide.serving import ServingIndex
+
+    queries = [*SLANG, "something to sit on", "a lamp for reading"]
+    rankings = {}
+    for choice in ("auto", "torch"):
+        settings.SHOPGUIDE = {**settings.SHOPGUIDE, "QUERY_ENCODER": choice}  # resets the serving index
+        index = ServingIndex.get()
+        rankings[choice] = (type(index.ranking.encoder), [index.rank(query).keys for query in queries])
+    ServingIndex.reset()
+    assert rankings["auto"][0] is OnnxEncoder and rankings["torch"][0] is Encoder
+    assert rankings["auto"][1] == rankings["torch"][1]

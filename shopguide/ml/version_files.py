@@ -140,11 +140,12 @@ def load_encoder(folder, precision="auto"):
     return Encoder(Path(folder) / ENCODER_FOLDER, precision)
 
 
-def load_query_encoder(folder, precision="auto", threads=None):
+def load_query_encoder(folder, precision="auto", threads=None, onnx=True):
     """What serving encodes queries with: the ONNX encoder where the version has one (no
-    torch imported), its torch encoder otherwise. ``threads``: the encoder's threads."""
+    torch imported) and ``onnx`` allows it, its torch encoder otherwise. ``threads``: the
+    encoder's threads."""
     folder = Path(folder)
-    if (folder / ONNX_FILE).is_file():
+    if onnx and (folder / ONNX_FILE).is_file():
         from .onnx_encoder import OnnxEncoder
 
         return OnnxEncoder(folder / ONNX_FILE, folder / ENCODER_FOLDER, threads)
@@ -170,11 +171,12 @@ def load_ranking(
     rerank_depth=RERANK_DEPTH,
     encoder=None,
     threads=None,
+    onnx=True,
 ):
     """The version in ``folder`` ranking ``catalogue`` with ``vectors`` (its encoder's vectors
     of the catalogue's products, or a vector search); its reranker only at a weight above 0
     (a cross-encoder runs on torch). ``encoder``: one already loaded from this folder, to
-    share; otherwise ``load_query_encoder``'s, with ``threads``."""
+    share; otherwise ``load_query_encoder``'s, with ``threads`` and ``onnx``."""
     folder = Path(folder)
     reranker = None
     if reranker_weight > 0 and (folder / RERANKER_FOLDER).is_dir():
@@ -182,7 +184,7 @@ def load_ranking(
 
         reranker = CrossEncoder(folder / RERANKER_FOLDER, precision)
     return VersionRanking(
-        encoder or load_query_encoder(folder, precision, threads),
+        encoder or load_query_encoder(folder, precision, threads, onnx),
         catalogue,
         vectors,
         load_fusion(folder),

@@ -175,12 +175,13 @@ def start_server(env, port, workers=1, threads=8):
 def serving_ranking(query_encoder="auto"):
     """The serving version's ranking, as a web process with ``QUERY_ENCODER`` holds it."""
     from django.conf import settings
+    from django.test.utils import override_settings
 
     from shopguide.serving import ServingIndex
 
-    settings.SHOPGUIDE = {**settings.SHOPGUIDE, "QUERY_ENCODER": query_encoder}
-    ServingIndex.reset()
-    index = ServingIndex.get()
+    with override_settings(SHOPGUIDE={**settings.SHOPGUIDE, "QUERY_ENCODER": query_encoder}):
+        index = ServingIndex.get()  # the settings' change reset the index: built for this choice
+        ServingIndex.reset()  # the ranking stays with this caller, the next one builds its own
     if index is None:
         raise SystemExit("No active version with vectors: run bench/quality.py --datasets homedepot first.")
     return index.ranking
@@ -303,13 +304,13 @@ def main():
     results["reranker_p50_ms"] = reranker_ms(rankings["torch"], dev[:50])
 
     ports = {"torch": free_port(), "onnx": free_port()}
-    servers = {
-        name: start_server(dict(env, QUERY_ENCODER="torch" if name == "torch" else "auto"), port)
+    servers = {  # their own cache keys: an answer one server cached would be the other's cache hit
+        name: start_server(dict(env, QUERY_ENCODER="torch" if name == "torch" else "auto", CACHE_KEY_PREFIX=name), port)
         for name, port in ports.items()
     }
     try:
         for name, port in ports.items():
-            status, _, ms = Client(port).get(recommendations_path("warm up"))
+            status, _, ms = Client(port).get(recommendations_path(f"warm up {name}"))  # its own: uncached
             results[name] = {"first_request_ms": round(ms)}  # loads the version, builds the lexical index
             print(f"{name} server up; first request {ms:.0f} ms", flush=True)
 
@@ -334,6 +335,7 @@ def main():
         )
         results["django_default_fts_without_results"] = django_default_empty(dev)
         print("cached, one client ...", flush=True)
+        sequential(ports["onnx"], [recommendations_path(q) for q in dev])  # caches them (cleared before the load)
         results["cached_one_client"] = summary(sequential(ports["onnx"], [recommendations_path(q) for q in dev]))
         print(f"cached vs trivial view, {args.clients} clients ...", flush=True)
         short = min(args.seconds, 20)

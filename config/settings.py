@@ -2,7 +2,7 @@
 
 DATABASE_URL       PostgreSQL to use; unset: an embedded PostgreSQL 16 under var/
 CELERY_BROKER_URL  Redis or RabbitMQ broker; unset: an embedded Redis under var/
-SECRET_KEY, DEBUG, ALLOWED_HOSTS, MEDIA_ROOT, TORCH_THREADS, QUERY_ENCODER
+SECRET_KEY, DEBUG, ALLOWED_HOSTS, MEDIA_ROOT, TORCH_THREADS, QUERY_ENCODER, CACHE_KEY_PREFIX
 HTTPS              "1" behind HTTPS: secure cookies, redirect to HTTPS, HSTS (HSTS_SECONDS, default a year;
                    HSTS_INCLUDE_SUBDOMAINS, HSTS_PRELOAD: "1" to opt in)
 PROXY_COUNT        proxies of yours in front of the server (the events throttle's client address)
@@ -101,6 +101,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "shopguide_cache",
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", ""),  # sites sharing the table keep apart
         "OPTIONS": {"MAX_ENTRIES": 3000, "CULL_FREQUENCY": 3},
     },
     # The events throttle's counters, apart: many clients cannot cull recommendations out.

@@ -24,8 +24,8 @@ from django.utils import timezone
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .embeddings import has_pgvector
-from .ml.precision import set_torch_threads
-from .ml.version_files import VersionFilesError, load_encoder, stored_vectors_by_key, verify
+from .ml.precision import use_bfloat16
+from .ml.version_files import VersionFilesError, load_query_encoder, stored_vectors_by_key, verify
 from .models import PendingVector, ProductVector, Rescore, ServingState
 from .signals import vectors_replaced
 from .versions import ActivationError, activate, active_model
@@ -42,10 +42,15 @@ class RescoreError(Exception):
 
 
 def encoder_for(model):
+    """What encodes products for ``model``: its ONNX export, unless torch computes in bfloat16
+    on this CPU (then torch is the faster; bench/training_speed.py measures both) or
+    ``QUERY_ENCODER`` asks for torch; its torch encoder otherwise."""
     if model.pk not in _encoders:
-        set_torch_threads(shopguide_settings.TORCH_THREADS)
         _encoders.clear()  # one version at a time is enough
-        _encoders[model.pk] = load_encoder(model.folder, shopguide_settings.PRECISION)
+        onnx = shopguide_settings.QUERY_ENCODER == "auto" and not use_bfloat16(shopguide_settings.PRECISION)
+        _encoders[model.pk] = load_query_encoder(
+            model.folder, shopguide_settings.PRECISION, shopguide_settings.TORCH_THREADS, onnx=onnx
+        )
     return _encoders[model.pk]
 
 

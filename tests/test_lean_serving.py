@@ -108,3 +108,16 @@ def test_query_encoder_torch_serves_the_same_ranking_through_torch(version, sett
     ServingIndex.reset()
     assert rankings["auto"][0] is OnnxEncoder and rankings["torch"][0] is Encoder
     assert rankings["auto"][1] == rankings["torch"][1]
+
+
+def test_rescoring_encodes_products_with_the_export_unless_torch_computes_in_bfloat16(version, settings):
+    from shopguide import rescoring
+    from shopguide.ml.encoder import Encoder
+    from shopguide.ml.onnx_encoder import OnnxEncoder
+
+    expected = {("auto", "float32"): OnnxEncoder, ("auto", "bfloat16"): Encoder, ("torch", "float32"): Encoder}
+    for (choice, precision), kind in expected.items():
+        settings.SHOPGUIDE = {**settings.SHOPGUIDE, "QUERY_ENCODER": choice, "PRECISION": precision}
+        encoder = rescoring.encoder_for(version)
+        assert type(encoder) is kind, (choice, precision)
+        assert encoder.encode(["a cordless drill"]).shape == (1, 384)

@@ -54,6 +54,16 @@ def test_the_export_is_kept_and_its_vectors_match_torch(exported):
         assert np.sum(mine * theirs, axis=1).min() >= version_files.ONNX_MIN_COSINE
 
 
+def test_the_word_embeddings_are_stored_in_float16(exported):
+    import onnx
+
+    folder, encoder, _ = exported
+    graph = onnx.load(str(folder / version_files.ONNX_FILE)).graph
+    halves = [tensor for tensor in graph.initializer if tensor.data_type == onnx.TensorProto.FLOAT16]
+    assert [tuple(tensor.dims) for tensor in halves] == [tuple(encoder.model.embeddings.word_embeddings.weight.shape)]
+    assert any(node.op_type == "Cast" for node in graph.node)
+
+
 def test_a_version_without_the_file_serves_through_torch(exported, tmp_path):
     folder, _, _ = exported
     older = tmp_path / "older"

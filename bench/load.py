@@ -7,7 +7,9 @@ by gunicorn as in bench/serving.py (per-client event throttling lifted: every re
 from 127.0.0.1). Each simulated shopper searches (a real query, so most answers are computed,
 some cached), then posts an impression of every recommendation and a click on one, with the
 shopper token a search page gave it, and starts again. Afterwards the events stored in PostgreSQL are counted against the events the server
-acknowledged. Prints a table, writes ``bench/results/load.{json,md}`` and bench/README.md's table.
+acknowledged. It does so twice in one run, the server encoding queries with torch
+(``QUERY_ENCODER=torch``) and then with the version's ONNX export. Prints a table, writes
+``bench/results/load.{json,md}`` and bench/README.md's table.
 """
 
 import argparse
@@ -81,10 +83,23 @@ def main():
     args = parser.parse_args()
     env = trained_shop.setup_django(args, EVENTS_RATE="none")
     prepare_database(env)
-    from shopguide.models import SearchEvent
 
     with open(args.data / "judgments.csv", newline="") as file:
         queries = sorted({row["query"] for row in csv.DictReader(file)})
+    from django.core.cache import cache
+
+    results = {"clients": args.clients}
+    for name, choice in (("torch", "torch"), ("onnx", "auto")):
+        cache.clear()  # the first run's answers would be the second's cache hits
+        print(f"{args.clients} shoppers, {args.seconds:.0f} s, queries encoded with {name} ...", flush=True)
+        results[name] = shoppers(dict(env, QUERY_ENCODER=choice), args, queries)
+    publish("load", results, table(results))
+
+
+def shoppers(env, args, queries):
+    from shopguide.models import SearchEvent
+    from shopguide.shoppers import read_token
+
     port = free_port()
     server = start_server(env, port)
     out, lock = {}, threading.Lock()
@@ -103,11 +118,8 @@ def main():
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
-    from shopguide.shoppers import read_token
-
     stored = SearchEvent.objects.filter(session__in=[read_token(token).id for token in out["tokens"]]).count()
-    results = {
-        "clients": args.clients,
+    return {
         "seconds": round(elapsed, 1),
         "searches": len(out["search"]),
         "event_posts": len(out["events"]),
@@ -121,23 +133,33 @@ def main():
         "events_p99_ms": round(percentile(out["events"], 0.99), 1),
         "requests_per_s": round((len(out["search"]) + len(out["events"]) + out["errors"]) / elapsed, 1),
     }
-    publish("load", results, table(results))
 
 
 def table(r):
+    torch, onnx = r["torch"], r["onnx"]
+
+    def row(label, value):
+        return f"| {label} | {value(torch)} | {value(onnx)} |"
+
     return "\n".join(
         [
-            f"{r['clients']} concurrent shoppers for {r['seconds']:.0f} s against one gunicorn worker (8 threads), "
-            "Home Depot catalogue, trained version serving.",
+            f"{r['clients']} concurrent shoppers for {onnx['seconds']:.0f} s against one gunicorn worker (8 threads), "
+            "Home Depot catalogue, trained version serving; the same run, queries encoded with torch, then with the "
+            "version's ONNX export.",
             "",
-            "| measure | result |",
-            "|---|---|",
-            f"| requests (searches + event posts), errors | {r['searches']} + {r['event_posts']}, {r['errors']} errors |",
-            f"| requests/s | {r['requests_per_s']} |",
-            f"| recommendations p50 / p99 | {r['search_p50_ms']} / {r['search_p99_ms']} ms |",
-            f"| event posts p50 / p99 | {r['events_p50_ms']} / {r['events_p99_ms']} ms |",
-            f"| events sent / acknowledged / stored in PostgreSQL | {r['events_sent']} / {r['events_acknowledged']} / "
-            f"{r['events_stored']} |",
+            "| measure | torch | ONNX |",
+            "|---|---|---|",
+            row(
+                "requests (searches + event posts), errors",
+                lambda x: f"{x['searches']} + {x['event_posts']}, {x['errors']} errors",
+            ),
+            row("requests/s", lambda x: x["requests_per_s"]),
+            row("recommendations p50 / p99", lambda x: f"{x['search_p50_ms']} / {x['search_p99_ms']} ms"),
+            row("event posts p50 / p99", lambda x: f"{x['events_p50_ms']} / {x['events_p99_ms']} ms"),
+            row(
+                "events sent / acknowledged / stored in PostgreSQL",
+                lambda x: f"{x['events_sent']} / {x['events_acknowledged']} / {x['events_stored']}",
+            ),
         ]
     )
 

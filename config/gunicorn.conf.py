@@ -3,8 +3,10 @@
     gunicorn config.wsgi -c config/gunicorn.conf.py
 
 Environment: ``BIND`` (default 127.0.0.1:8000), ``WEB_WORKERS`` (1), ``WEB_THREADS`` (8).
-Each worker process holds one copy of the model and the lexical indexes (about 0.7 GB on the
-54,667-product Home Depot catalogue): add threads before processes.
+Each worker process holds one copy of the ONNX query encoder and the lexical indexes (about
+330 MB on the 54,667-product Home Depot catalogue; 710 MB when it encoded with torch). With
+PostgreSQL on the same two cores one process of 8 threads served more than two of 4
+(bench/README.md); with the database elsewhere, run one process per core.
 """
 
 import ctypes

@@ -84,9 +84,8 @@ DEFAULTS = {
     # torch intra-op threads for training and encoding, and onnxruntime's for serving queries;
     # None leaves their default (one per core).
     "TORCH_THREADS": None,
-    # What encodes queries in web processes and products in rescoring: "auto" (the version's
-    # ONNX export where it has one; rescoring prefers torch where it computes in bfloat16) or
-    # "torch" (always torch: needs the training extra).
+    # What web processes encode queries with: "auto" (the version's ONNX export where it has
+    # one, torch otherwise) or "torch" (always torch: needs the training extra).
     "QUERY_ENCODER": "auto",
     # Number format of the transformers' matrix products: "bfloat16" (2-3x faster training and
     # encoding on CPUs with AVX512-BF16 or AMX, the same quality), "float32", or "auto"

@@ -24,7 +24,6 @@ from django.utils import timezone
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .embeddings import has_pgvector
-from .ml.precision import use_bfloat16
 from .ml.version_files import VersionFilesError, load_query_encoder, stored_vectors_by_key, verify
 from .models import PendingVector, ProductVector, Rescore, ServingState
 from .signals import vectors_replaced
@@ -42,12 +41,17 @@ class RescoreError(Exception):
 
 
 def encoder_for(model):
-    """What encodes products for ``model``: its ONNX export, unless torch computes in bfloat16
-    on this CPU (then torch is the faster; bench/training_speed.py measures both) or
-    ``QUERY_ENCODER`` asks for torch; its torch encoder otherwise."""
+    """What encodes products for ``model``: its torch encoder (in batches faster than the ONNX
+    export, float32 and bfloat16 alike: bench/training_speed.py), or its ONNX export where
+    torch is not installed."""
     if model.pk not in _encoders:
         _encoders.clear()  # one version at a time is enough
-        onnx = shopguide_settings.QUERY_ENCODER == "auto" and not use_bfloat16(shopguide_settings.PRECISION)
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            onnx = True
+        else:
+            onnx = False
         _encoders[model.pk] = load_query_encoder(
             model.folder, shopguide_settings.PRECISION, shopguide_settings.TORCH_THREADS, onnx=onnx
         )

@@ -110,14 +110,25 @@ def test_query_encoder_torch_serves_the_same_ranking_through_torch(version, sett
     assert rankings["auto"][1] == rankings["torch"][1]
 
 
-def test_rescoring_encodes_products_with_the_export_unless_torch_computes_in_bfloat16(version, settings):
+def test_rescoring_encodes_with_torch_and_with_the_export_where_torch_is_missing(version, monkeypatch):
+    import builtins
+
     from shopguide import rescoring
     from shopguide.ml.encoder import Encoder
     from shopguide.ml.onnx_encoder import OnnxEncoder
 
-    expected = {("auto", "float32"): OnnxEncoder, ("auto", "bfloat16"): Encoder, ("torch", "float32"): Encoder}
-    for (choice, precision), kind in expected.items():
-        settings.SHOPGUIDE = {**settings.SHOPGUIDE, "QUERY_ENCODER": choice, "PRECISION": precision}
-        encoder = rescoring.encoder_for(version)
-        assert type(encoder) is kind, (choice, precision)
-        assert encoder.encode(["a cordless drill"]).shape == (1, 384)
+    rescoring._encoders.clear()
+    assert type(rescoring.encoder_for(version)) is Encoder
+    rescoring._encoders.clear()
+    real_import = builtins.__import__
+
+    def without_torch(name, *args, **kwargs):
+        if name.partition(".")[0] == "torch":
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_torch)
+    encoder = rescoring.encoder_for(version)
+    monkeypatch.undo()
+    rescoring._encoders.clear()
+    assert type(encoder) is OnnxEncoder and encoder.encode(["a cordless drill"]).shape == (1, 384)

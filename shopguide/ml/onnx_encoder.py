@@ -1,6 +1,6 @@
 """The version's encoder as web processes run it: the ONNX graph that training exported (see
 ``Encoder.export_onnx``), run by onnxruntime, with the ``tokenizers`` library. No torch, no
-transformers: a process holds the weights (~90 MB) and the runtime, and a short query takes
+transformers: a process holds the graph (~67 MB, word embeddings in float16) and the runtime, and a short query takes
 a third of torch's time on one thread (bench/serving.py)."""
 
 import threading

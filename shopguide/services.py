@@ -147,14 +147,17 @@ class Recommendation:
 
 
 def serving_state():
-    """``(epoch, changes)`` of the serving vectors, as this process last read them (at most
-    ``serving.STATE_TTL`` ago): every change moves it, so caches keyed by it never serve stale
-    answers."""
-    return ServingIndex.state()
+    """``(epoch, changes)`` of the vectors ranking this process's queries (see
+    ``ServingIndex.serving_state``): every change moves it, so caches keyed by it never serve
+    stale answers, and a process still on the previous index never files its answers under
+    the new state."""
+    return ServingIndex.serving_state()
 
 
-def cache_key(normalized):
-    epoch, changes = serving_state()
+def cache_key(normalized, state=None):
+    """The shared cache's key of a normalised query's answer ranked in ``state`` (default:
+    this process's ``serving_state()``)."""
+    epoch, changes = state or serving_state()
     digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
     return f"shopguide:answers:{epoch}.{changes}:{digest}"  # "answers": rows hold (reason, value)
 
@@ -223,10 +226,10 @@ def popular_keys(limit):
     return keys
 
 
-def ranked_for(normalized):
-    """``(version, [(key, score, (reason, value))])`` for a normalised query, best first,
-    before any filtering; ``version`` is the number of the version that ranked it, or None."""
-    index = ServingIndex.get()
+def ranked_for(normalized, index):
+    """``(version, [(key, score, (reason, value))])`` for a normalised query ranked by
+    ``index`` (a ``ServingIndex``, or None: full-text search), best first, before any
+    filtering; ``version`` is the number of the version that ranked it, or None."""
     version = index.model.version if index is not None else None
     if index is None:
         keys = search_keys(normalized, CACHED_DEPTH)
@@ -250,6 +253,7 @@ def warm_cache(limit=None):
     """Compute and cache the recommendations of the ``WARM_QUERIES`` most frequent queries;
     return how many were computed."""
     queries = most_searched_queries(shopguide_settings.WARM_QUERIES if limit is None else limit)
+    ServingIndex.get(wait=True)  # the new version's index, not the one it replaces
     for query in queries:
         recommend(query)
     return len(queries)
@@ -337,10 +341,11 @@ def recommend(query, *, user=None, exclude=(), limit=8):
     normalized = normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
     if not normalized:
         return Recommendations()
-    key = cache_key(normalized)
+    index = ServingIndex.get()
+    key = cache_key(normalized, ServingIndex.state_of(index))
     answer = cached(key)
     if answer is None:
-        answer = ranked_for(normalized)
+        answer = ranked_for(normalized, index)
         after_response(keep, key, answer)
     version, ranked = answer
     return Recommendations(materialise(ranked, exclude, limit), version)

@@ -227,8 +227,10 @@ class ServingIndex:
         return cls._state
 
     @classmethod
-    def get(cls):
-        """The index for the serving version, or None when no version's vectors are in."""
+    def get(cls, wait=False):
+        """The index for the serving version, or None when no version's vectors are in. After
+        a new epoch the previous index goes on serving while the new one is built in the
+        background, unless ``wait``: then it is built here and now."""
         epoch, changes = cls.state()
         current = cls._current
         if current is not None and current.epoch == epoch:
@@ -237,13 +239,24 @@ class ServingIndex:
                     if current.changes != changes:
                         current.apply_changes(changes)
             return current
-        if current is not None:  # a new epoch: rebuild beside the serving index
+        if current is not None and not wait:  # a new epoch: rebuild beside the serving index
             cls.rebuild_in_background(epoch, changes)
             return current
         with cls._lock:
             if (cls._current is None or cls._current.epoch != epoch) and cls._empty_epoch != epoch:
                 cls._current = cls.build(epoch, changes)
             return cls._current
+
+    @classmethod
+    def serving_state(cls):
+        """``(epoch, changes)`` of what ranks this process's queries now: the serving index's
+        own, which lags ``state()`` while the index of a newer epoch is being built. Answers
+        are cached under it, so an answer is only ever found under the state that ranked it."""
+        return cls.state_of(cls.get())
+
+    @classmethod
+    def state_of(cls, index):
+        return (index.epoch, index.changes) if index is not None else cls.state()
 
     @classmethod
     def build(cls, epoch, changes):

@@ -38,10 +38,12 @@ class OnnxEncoder:
         tokenizer = self._tokenizers.get(max_length)
         if tokenizer is None:
             with self._lock:
-                tokenizer = Tokenizer.from_file(self.tokenizer_file)
-                tokenizer.no_padding()
-                tokenizer.enable_truncation(max_length)
-                self._tokenizers[max_length] = tokenizer
+                tokenizer = self._tokenizers.get(max_length)
+                if tokenizer is None:
+                    tokenizer = Tokenizer.from_file(self.tokenizer_file)
+                    tokenizer.no_padding()
+                    tokenizer.enable_truncation(max_length)
+                    self._tokenizers[max_length] = tokenizer
         return tokenizer
 
     def run(self, texts, max_length):

@@ -371,9 +371,8 @@ class Pipeline:
     def export_onnx(self, encoder, tuned, after):
         """Export the encoder for serving and check it (``version_files.export_query_encoder``);
         where it serves, also the held-out hybrid metrics with it encoding the queries."""
-        report = version_files.export_query_encoder(self.output_dir, encoder, self.onnx_check_texts())
-        if report["served"] and self.report_queries:
-            served = version_files.load_query_encoder(self.output_dir)
+        report, served = version_files.export_query_encoder(self.output_dir, encoder, self.onnx_check_texts())
+        if served is not None and self.report_queries:
             k = f"ndcg@{self.config.k}"
             report[f"hybrid_{k}"] = after["hybrid"][k]
             report[f"hybrid_{k}_onnx"] = self.score(

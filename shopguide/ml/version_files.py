@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .memory import SearchMemory
+from .precision import set_torch_threads
 from .ranker import LinearRanker
 from .ranking import RERANK_DEPTH, VersionRanking
 
@@ -105,9 +106,10 @@ def save_summary(folder, summary):
 def export_query_encoder(folder, encoder, texts):
     """Export ``encoder`` (a torch ``Encoder``) to ``folder``/query_encoder.onnx and check it on
     ``texts`` (held-out queries where there are any): the file stays only if every vector's
-    cosine to torch's is at least ``ONNX_MIN_COSINE``. Returns what the version's report keeps:
-    ``served`` (whether it stays), ``min_cosine``, ``checked`` (texts), ``seconds``, and the
-    ``error`` when the export failed (the version then serves through torch)."""
+    cosine to torch's is at least ``ONNX_MIN_COSINE``. Returns ``(report, exported)``: what the
+    version's report keeps (``served``: whether it stays, ``min_cosine``, ``checked``: texts,
+    ``seconds``, and the ``error`` when the export failed: the version then serves through
+    torch), and the checked ``OnnxEncoder`` (None where it does not serve)."""
     from .onnx_encoder import OnnxEncoder
 
     path = Path(folder) / ONNX_FILE
@@ -120,17 +122,18 @@ def export_query_encoder(folder, encoder, texts):
     except Exception as exc:  # an exporter that cannot handle this model: serve through torch
         logger.warning("The query encoder could not be exported to ONNX: %s", exc, exc_info=True)
         path.unlink(missing_ok=True)
-        return {"served": False, "error": f"{type(exc).__name__}: {exc}", "checked": len(texts)}
+        return {"served": False, "error": f"{type(exc).__name__}: {exc}", "checked": len(texts)}, None
     min_cosine = float(cosines.min())
     served = min_cosine >= ONNX_MIN_COSINE
     if not served:
         path.unlink()
-    return {
+    report = {
         "served": served,
         "min_cosine": round(min_cosine, 6),
         "checked": len(texts),
         "seconds": round(time.monotonic() - started, 2),
     }
+    return report, exported if served else None
 
 
 def load_encoder(folder, precision="auto"):
@@ -149,8 +152,6 @@ def load_query_encoder(folder, precision="auto", threads=None, onnx=True):
         from .onnx_encoder import OnnxEncoder
 
         return OnnxEncoder(folder / ONNX_FILE, folder / ENCODER_FOLDER, threads)
-    from .encoder import set_torch_threads
-
     set_torch_threads(threads)
     return load_encoder(folder, precision)
 

@@ -27,7 +27,8 @@ def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("version")
     encoder = Encoder(precision="float32")
     encoder.save(folder / version_files.ENCODER_FOLDER)
-    report = version_files.export_query_encoder(folder, encoder, TEXTS)
+    report, served = version_files.export_query_encoder(folder, encoder, TEXTS)
+    assert isinstance(served, OnnxEncoder)
     return folder, encoder, report
 
 
@@ -97,13 +98,15 @@ class Failing:
 def test_an_export_that_does_not_match_is_not_kept(exported, tmp_path):
     _, encoder, _ = exported
     encoder.save(tmp_path / version_files.ENCODER_FOLDER)
-    report = version_files.export_query_encoder(tmp_path, Drifting(encoder), TEXTS)
-    assert report["served"] is False and report["min_cosine"] < version_files.ONNX_MIN_COSINE
+    report, served = version_files.export_query_encoder(tmp_path, Drifting(encoder), TEXTS)
+    assert report["served"] is False and served is None and report["min_cosine"] < version_files.ONNX_MIN_COSINE
     assert not (tmp_path / version_files.ONNX_FILE).exists()
     assert isinstance(version_files.load_query_encoder(tmp_path), Encoder)
 
 
 def test_a_failed_export_is_reported_and_leaves_no_file(tmp_path):
-    report = version_files.export_query_encoder(tmp_path, Failing(), TEXTS)
-    assert report["served"] is False and "RuntimeError: the exporter does not know" in report["error"]
+    report, served = version_files.export_query_encoder(tmp_path, Failing(), TEXTS)
+    assert (
+        report["served"] is False and served is None and "RuntimeError: the exporter does not know" in report["error"]
+    )
     assert not (tmp_path / version_files.ONNX_FILE).exists()

@@ -83,12 +83,18 @@ class CatalogueIndex:
     ``catalogue_order``'s keys and texts."""
 
     def __init__(self, keys, texts):
-        self.keys, self.texts = list(keys), list(texts)
-        self.bm25 = BM25Index(self.keys, self.texts)
-        self.trigram = BM25Index(self.keys, self.texts, analyzer=trigrams)
+        self.texts = list(texts)
+        self.bm25 = BM25Index(keys, self.texts)
+        self.trigram = BM25Index(keys, self.texts, analyzer=trigrams)
         self.features = FeatureBuilder(list(self.texts))
-        self.positions = dict(self.bm25.positions)
+        self._share_keys()
         self.speller = Speller(self.texts)
+
+    def _share_keys(self):
+        """One list of keys and one key -> position dict for the catalogue and both indexes
+        (the same keys in the same order): 3 MB each on Home Depot's catalogue."""
+        self.keys, self.positions = self.bm25.keys, self.bm25.positions
+        self.trigram.keys, self.trigram.positions = self.keys, self.positions
 
     def correct(self, query):
         """``query`` with the words no product contains corrected (see ``spelling``)."""
@@ -107,20 +113,20 @@ class CatalogueIndex:
         keeps the corrections it knows: a word only new products use is offered from the next
         full build (activation or rescore) on."""
         twin = copy.copy(self)
-        twin.keys, twin.texts, twin.positions = list(self.keys), list(self.texts), dict(self.positions)
+        twin.texts = list(self.texts)
         twin.bm25, twin.trigram, twin.features = self.bm25.copy(), self.trigram.copy(), self.features.copy()
+        twin._share_keys()
         twin.update(changes)
         return twin
 
     def update(self, changes):
         """Replace or append product texts (``changes``: key -> text); positions of known keys
         stay as they are, new keys go at the end."""
-        self.bm25.update(changes)
-        self.trigram.update(changes)
+        self.bm25.update(changes)  # appends the new keys to the shared keys and positions
+        self.trigram.update(changes)  # finds them there, as rows it has no terms of yet
         for key, text in changes.items():
-            index = self.positions.setdefault(key, len(self.keys))
-            if index == len(self.keys):
-                self.keys.append(key)
+            index = self.positions[key]
+            if index == len(self.texts):
                 self.texts.append(text)
             else:
                 self.texts[index] = text

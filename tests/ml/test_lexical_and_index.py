@@ -1,3 +1,5 @@
+import numpy as np
+
 from shopguide.ml.lexical import Analyzer, BM25Index
 
 TEXTS = {
@@ -38,3 +40,21 @@ def test_coverage_is_the_share_of_query_terms_present():
     index = BM25Index(TEXTS.keys(), TEXTS.values())
     coverage = dict(zip(index.keys, index.coverage("cordless drills hose")))
     assert coverage["drill"] == 2 / 3 and coverage["drills"] == 1 / 3 and coverage["saw"] == 0
+
+
+def test_an_updated_catalogue_index_ranks_like_one_built_afresh_and_leaves_the_original_alone():
+    from shopguide.ml.ranking import CatalogueIndex
+
+    keys, texts = ["a", "b", "c"], ["cordless drill 18v", "garden hose reel", "claw hammer"]
+    original = CatalogueIndex(keys, texts)
+    changed = original.updated({"b": "brass garden hose nozzle", "d": "drill bit set", "e": "hose clamp"})
+    fresh = CatalogueIndex(
+        ["a", "b", "c", "d", "e"],
+        ["cordless drill 18v", "brass garden hose nozzle", "claw hammer", "drill bit set", "hose clamp"],
+    )
+    assert changed.keys == fresh.keys and changed.positions == fresh.positions and changed.texts == fresh.texts
+    for query in ("drill", "hose", "drill bits", "nozzle"):
+        for mine, theirs in zip(changed.lexical_scores(query)[1:], fresh.lexical_scores(query)[1:]):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+    assert original.keys == keys and len(original.positions) == 3 and original.texts == texts
+    assert len(original.trigram.scores("hose")) == 3 and original.bm25.scores("nozzle").sum() == 0

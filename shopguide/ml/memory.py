@@ -29,13 +29,35 @@ class Votes(NamedTuple):
 
 
 class SearchMemory:
-    """Past searches (unit vectors) and, for each, its products with their share of the top grade."""
+    """Past searches (unit vectors) and, for each, its products with their share of the top
+    grade (``choices``: one ``[(product key, share in (0, 1]), ...]`` per search).
+
+    The choices are held as arrays (a search's entries are ``starts[row]:starts[row + 1]`` of
+    ``entries``, indexes into the distinct ``keys``, and ``shares``): a Home Depot version's
+    7,991 searches with 49,513 choices took 7.4 MB as lists of tuples, 2.8 MB so."""
 
     def __init__(self, vectors, choices, neighbours=NEIGHBOURS, rows=None):
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(choices), -1)
-        self.choices = [list(chosen) for chosen in choices]  # [(product key, share in (0, 1]), ...]
+        choices = [list(chosen) for chosen in choices]
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.vectors = vectors.reshape(len(choices), -1 if vectors.size else vectors.shape[-1])
+        index = {}
+        self.entries = np.array(
+            [index.setdefault(key, len(index)) for chosen in choices for key, _ in chosen], dtype=np.int32
+        )
+        self.keys = list(index)
+        self.shares = np.array([share for chosen in choices for _, share in chosen], dtype=np.float32)
+        self.starts = np.zeros(len(choices) + 1, dtype=np.int64)
+        np.cumsum([len(chosen) for chosen in choices], out=self.starts[1:])
         self.neighbours = neighbours
         self.rows = rows or {}  # query -> row, while training only (see ``votes``)
+
+    @property
+    def choices(self):
+        keys, entries, shares = self.keys, self.entries.tolist(), self.shares.tolist()
+        return [
+            [(keys[entry], share) for entry, share in zip(entries[start:end], shares[start:end])]
+            for start, end in zip(self.starts[:-1].tolist(), self.starts[1:].tolist())
+        ]
 
     @classmethod
     def build(cls, vectors, judgments, top_grade, **kwargs):
@@ -49,7 +71,7 @@ class SearchMemory:
         return cls(vectors, choices, rows={query: row for row, query in enumerate(judgments)}, **kwargs)
 
     def __len__(self):
-        return len(self.choices)
+        return len(self.starts) - 1
 
     def votes(self, query, query_vector, positions, size):
         """``Votes`` over a catalogue of ``size`` positions (``positions``: key -> position; keys
@@ -65,23 +87,24 @@ class SearchMemory:
         if query in self.rows:
             similarity[self.rows[query]] = -1.0
         nearest = top_indices(similarity, self.neighbours)
+        keys = self.keys
         for row in nearest.tolist():
             weight = max(float(similarity[row]), 0.0)
-            for key, share in self.choices[row]:
-                position = positions.get(key)
+            start, end = self.starts[row], self.starts[row + 1]
+            for entry, share in zip(self.entries[start:end].tolist(), self.shares[start:end].tolist()):
+                position = positions.get(keys[entry])
                 if position is not None:
                     votes[position] += weight * share
         return Votes(votes, top_indices(votes, DEPTH, above=0), max(float(similarity[nearest[0]]), 0.0))
 
     def save(self, path):
-        keys = [key for chosen in self.choices for key, _ in chosen]
         np.savez(
             Path(path),
             vectors=self.vectors,
             neighbours=self.neighbours,
-            counts=np.array([len(chosen) for chosen in self.choices], dtype=np.int64),
-            keys=np.array(keys, dtype=str),
-            shares=np.array([share for chosen in self.choices for _, share in chosen], dtype=np.float32),
+            counts=np.diff(self.starts),
+            keys=np.array([self.keys[entry] for entry in self.entries.tolist()], dtype=str),
+            shares=self.shares,
         )
 
     @classmethod

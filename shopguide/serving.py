@@ -29,6 +29,7 @@ from django.db import connection
 
 from .conf import shopguide_settings
 from .embeddings import DIMENSIONS, has_pgvector
+from .ml.precision import limit_blas_threads
 from .ml.ranker import DEPTH
 from .ml.ranking import CatalogueIndex, InProcessVectors, VersionRanking
 from .ml.version_files import load_ranking, verify
@@ -166,6 +167,7 @@ class ServingIndex:
             onnx=shopguide_settings.QUERY_ENCODER == "auto",
         )
         self.snapshot = Snapshot(ranking, set(keys))
+        limit_blas_threads(shopguide_settings.TORCH_THREADS or 1)
         release_free_memory()
 
     # What one query reads: replaced as a whole, never changed in place.

@@ -11,7 +11,6 @@ behind them, never grade the exam. Without explicit judgments they come from the
 passed ``feedback``'s rule.
 """
 
-import hashlib
 import logging
 import secrets
 import shutil
@@ -37,15 +36,12 @@ from .ml.precision import set_torch_threads
 from .ml.ranker import DEPTH
 from .ml.version_files import VersionFilesError, folder_checksum, verify
 from .models import Judgment, ProductVector, RecommenderModel, TrainingRun
+from .splits import DEFAULT_HOLDOUT_SHARE, EVALUATION_SPLITS, split_queries
 from .version_storage import FOLDER, publish
 from .versions import active_model, version_ranking
 
 logger = logging.getLogger(__name__)
 
-EVALUATION_SPLITS = ("dev", "test")
-DEFAULT_HOLDOUT_SHARE = 0.1
-MAX_HELDOUT_QUERIES = 400
-MIN_HELDOUT_QUERIES = 10  # a small shop still holds out enough queries to measure on
 PROGRESS_WRITE_INTERVAL = 2.0  # seconds between progress writes to the database
 ABANDONED_AFTER = timedelta(minutes=10)
 FULL_TEXT_SEARCH = "full-text search"  # a running run silent this long has lost its worker
@@ -57,17 +53,6 @@ class TrainingError(Exception):
 
 class TrainingCancelled(Exception):
     """Staff cancelled the run while it trained (see ``operations.cancel``)."""
-
-
-def split_queries(queries, share):
-    """(train, held-out): the held-out queries are those with the smallest stable hash, so
-    every training run on the same data holds out the same queries."""
-    ordered = sorted(queries, key=lambda query: hashlib.sha256(query.encode()).digest())
-    count = round(len(ordered) * share)
-    count = max(count, min(MIN_HELDOUT_QUERIES, len(ordered) // 5 or 1))
-    count = min(count, MAX_HELDOUT_QUERIES)
-    heldout = ordered[:count]
-    return sorted(ordered[count:]), sorted(heldout)
 
 
 def explicit_judgments():

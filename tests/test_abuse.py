@@ -20,6 +20,8 @@ from shopguide.models import SearchEvent
 from shopguide.services import cache_key
 from tests.conftest import shopper_headers
 
+pytestmark = pytest.mark.serving
+
 ROOT = Path(__file__).resolve().parent.parent
 RECOMMENDATIONS = "/api/shopguide/recommendations/"
 EVENTS = "/api/shopguide/events/"

@@ -16,6 +16,8 @@ from shopguide.serving import ServingIndex
 from tests.conftest import trained_slang_shop
 from tests.test_worker import database_url
 
+pytestmark = pytest.mark.serving
+
 ROOT = Path(__file__).resolve().parent.parent
 URL = "/api/shopguide/recommendations/?q="
 

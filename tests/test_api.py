@@ -11,6 +11,8 @@ from shopguide.serving import ServingIndex
 from tests.conftest import heldout_slang, shopper_headers, trained_slang_shop
 from tests.slang_shop import SLANG
 
+pytestmark = pytest.mark.serving
+
 shop = pytest.fixture(scope="module")(trained_slang_shop)
 URL = "/api/shopguide/recommendations/"
 EVENTS = "/api/shopguide/events/"

@@ -11,6 +11,8 @@ from shopguide.services import MAX_LIMIT, recommend
 from shopguide.serving import ServingIndex
 from tests.conftest import shopper_headers, trained_slang_shop
 
+pytestmark = pytest.mark.serving
+
 shop = pytest.fixture(scope="module")(trained_slang_shop)
 EXAMPLES = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -13,9 +13,11 @@ from django.conf import settings
 from shopguide.ml import version_files
 from shopguide.ml.version_files import VersionFilesError, verify
 from shopguide.models import RecommenderModel
-from tests.conftest import heldout_slang, trained_slang_shop
+from tests.conftest import heldout_slang, needs_torch, trained_slang_shop
 from tests.slang_shop import SLANG
 from tests.test_worker import ROOT, database_url
+
+pytestmark = pytest.mark.serving
 
 shop = pytest.fixture(scope="module")(trained_slang_shop)
 
@@ -94,6 +96,7 @@ def test_a_web_process_without_torch_installed_answers(version):
     assert len(result["unseen"]) == 2
 
 
+@needs_torch
 def test_query_encoder_torch_serves_the_same_ranking_through_torch(version, settings):
     from shopguide.ml.encoder import Encoder
     from shopguide.ml.onnx_encoder import OnnxEncoder
@@ -110,6 +113,7 @@ def test_query_encoder_torch_serves_the_same_ranking_through_torch(version, sett
     assert rankings["auto"][1] == rankings["torch"][1]
 
 
+@needs_torch
 def test_rescoring_encodes_with_torch_and_with_the_export_where_torch_is_missing(version, monkeypatch):
     import builtins
 
@@ -132,3 +136,21 @@ def test_rescoring_encodes_with_torch_and_with_the_export_where_torch_is_missing
     monkeypatch.undo()
     rescoring._encoders.clear()
     assert type(encoder) is OnnxEncoder and encoder.encode(["a cordless drill"]).shape == (1, 384)
+
+
+def test_a_serving_process_multiplies_on_one_blas_thread(version, settings):
+    """OpenBLAS's idle threads spin for ~100 ms after each matrix product (the search memory's)
+    and take a core from the requests that follow: a process that serves uses one."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from shopguide.serving import ServingIndex
+
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    with threadpool_limits(2, user_api="blas"):  # the process's own limit comes back afterwards
+        settings.SHOPGUIDE = {**settings.SHOPGUIDE, "TORCH_THREADS": None}  # resets the serving index
+        assert blas_threads() == {2}
+        assert ServingIndex.get() is not None
+        assert blas_threads() == {1}
+    ServingIndex.reset()

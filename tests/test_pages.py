@@ -4,6 +4,8 @@ from django.urls import reverse
 
 from catalog.models import Category, Product, SearchLog
 
+pytestmark = pytest.mark.serving
+
 
 @pytest.fixture
 def products(db):

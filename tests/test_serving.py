@@ -18,6 +18,8 @@ from shopguide.serving import ServingIndex
 from tests.conftest import heldout_slang, trained_slang_shop
 from tests.slang_shop import SLANG
 
+pytestmark = pytest.mark.serving
+
 shop = pytest.fixture(scope="module")(trained_slang_shop)
 
 

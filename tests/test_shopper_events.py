@@ -14,8 +14,9 @@ from shopguide import services
 from shopguide.feedback import most_chosen_products, shopper_choices, verified_grades
 from shopguide.models import Judgment, SearchEvent
 from shopguide.shoppers import TOKEN_SALT, read_token, shopper_id_for, shopper_token, voter_for_request
-from shopguide.training import gather_data
-from tests.conftest import shopper_headers
+from tests.conftest import needs_torch, shopper_headers
+
+pytestmark = pytest.mark.serving
 
 EVENTS = "/api/shopguide/events/"
 
@@ -165,7 +166,10 @@ def test_tokens_minted_on_one_network_weigh_as_one_shopper(products):
     assert verified_grades() == {"garden hose": {str(products[3].pk): 1.0}}
 
 
+@needs_torch  # training's side of the events
 def test_the_exam_is_set_by_explicit_judgments_and_events_never_grade_it(products):
+    from shopguide.training import gather_data
+
     hose, drill, lamp, fryer = products
     queries = [f"query {n}" for n in range(30)]
     for query in queries[:20]:

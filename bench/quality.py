@@ -37,6 +37,7 @@ STRATEGY_NAMES = {
     "fine_tuned": "shopguide fine-tuned bi-encoder",
     "hybrid": "shopguide hybrid (fine-tuned + BM25 + trigram BM25 + search memory, learned fusion)",
     "hybrid_reranked": "shopguide hybrid + reranker",
+    "hybrid_torch": "shopguide hybrid, queries encoded by torch instead of the ONNX export web processes use",
 }
 
 

@@ -12,12 +12,16 @@ Strategies, each ranking all available products for each query:
 - ``fine_tuned``: the active version's encoder;
 - ``hybrid``: the fine-tuned encoder, stemmed BM25, trigram BM25 and the search memory fused,
   ordered by the version's learned fusion when it has one;
-- ``hybrid_reranked``: ``hybrid`` with the active version's reranker blended in.
+- ``hybrid_reranked``: ``hybrid`` with the active version's reranker blended in;
+- ``hybrid_torch``: ``hybrid`` with the queries encoded by torch instead of the version's ONNX
+  export (only where queries are served through the export), to show the export ranks alike.
 
-The last three come from one pass of the version's ranking (``ml.ranking``): the ranking that
-serves, with the version's vectors held in process.
+``fine_tuned``, ``hybrid`` and ``hybrid_reranked`` come from one pass of the version's ranking
+(``ml.ranking``): the ranking that serves, queries encoded as web processes encode them, with
+the version's vectors held in process.
 """
 
+import copy
 import time
 from pathlib import Path
 
@@ -33,10 +37,19 @@ from .ml.encoder import Encoder, default_model_path
 from .ml.lexical import Analyzer, BM25Index
 from .ml.metrics import evaluate_run
 from .ml.ranking import CatalogueIndex, VersionRanking, catalogue_order
-from .ml.version_files import texts_digest
+from .ml.version_files import load_query_encoder, texts_digest
 from .versions import active_model, version_ranking
 
-STRATEGIES = ("postgres_fts", "bm25", "bm25_products", "zero_shot", "fine_tuned", "hybrid", "hybrid_reranked")
+STRATEGIES = (
+    "postgres_fts",
+    "bm25",
+    "bm25_products",
+    "zero_shot",
+    "fine_tuned",
+    "hybrid",
+    "hybrid_reranked",
+    "hybrid_torch",
+)
 
 
 def read_judgments(path, split=None):
@@ -139,7 +152,23 @@ def evaluate_strategies(qrels, k=10, progress=None):
         results["hybrid_reranked"] = {"skipped": f"version {model.version} has no reranker"}
     else:
         measure("hybrid_reranked", lambda: {query: found.keys for query, found in ranked.items()})
-    for name in STRATEGIES[STRATEGIES.index("fine_tuned") :]:
+    for name in ("fine_tuned", "hybrid", "hybrid_reranked"):
         if "skipped" not in results[name]:
             results[name]["seconds"] = seconds
+    if type(ranking.encoder).__name__ != "OnnxEncoder":
+        results["hybrid_torch"] = {"skipped": "queries are encoded with torch already"}
+        return results
+    with_torch = copy.copy(ranking)  # the same ranking and vectors, only the query encoder differs
+    with_torch.encoder = load_query_encoder(
+        model.folder, shopguide_settings.PRECISION, shopguide_settings.TORCH_THREADS, onnx=False
+    )
+    measure(
+        "hybrid_torch",
+        lambda: {
+            query: found.fused
+            for query, found in with_torch.rank_all(
+                queries, progress=lambda d, t: progress("ranking (torch)", d, t)
+            ).items()
+        },
+    )
     return results

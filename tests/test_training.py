@@ -62,11 +62,15 @@ def test_train_sync_stores_a_version_then_evaluate_sees_it(shop, tmp_path, capsy
         "fine_tuned",
         "hybrid",
         "hybrid_reranked",
+        "hybrid_torch",
     ]
     assert results["postgres_fts"]["ndcg@10"] == 0.0  # nobody's texts contain the slang
     assert results["fine_tuned"]["ndcg@10"] > results["zero_shot"]["ndcg@10"] + 0.2
     assert results["fine_tuned"]["queries"] == 8
     assert results["hybrid_reranked"] == {"skipped": "version 1 has no reranker"}
+    # served through the ONNX export; torch's queries rank alike
+    assert results["hybrid_torch"]["queries"] == 8
+    assert abs(results["hybrid_torch"]["ndcg@10"] - results["hybrid"]["ndcg@10"]) <= 0.002
 
 
 def test_event_rule_keeps_the_strongest_event(shop, settings):

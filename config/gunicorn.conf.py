@@ -2,20 +2,20 @@
 
     gunicorn config.wsgi -c config/gunicorn.conf.py
 
-Environment: ``BIND`` (default 127.0.0.1:8000), ``WEB_WORKERS`` (1), ``WEB_THREADS`` (8).
+Environment: ``BIND`` (default 127.0.0.1:8000), ``WEB_WORKERS`` (2), ``WEB_THREADS`` (4).
 Each worker process holds one copy of the ONNX query encoder and the lexical indexes (about
-330 MB on the 54,667-product Home Depot catalogue; 710 MB when it encoded with torch). With
-PostgreSQL on the same two cores one process of 8 threads served more than two of 4
-(bench/README.md); with the database elsewhere, run one process per core.
+300 MB on the 54,667-product Home Depot catalogue; 690 MB when it encoded with torch), so two
+fit on a small machine. On two cores shared with PostgreSQL, two processes of 4 threads served
+25% more uncached requests than one of 8 (bench/README.md#serving).
 """
 
 import ctypes
 import os
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_WORKERS", "1"))
+workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "8"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 120  # the first request of a fresh worker loads the version
 loglevel = "warning"
 

@@ -5,20 +5,26 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 
 from . import operations
+from .catalog_source import get_catalog_source
 from .charts import bar_chart, line_chart
+from .fulltext import search_keys
 from .importing import DatasetError, import_judgments
+from .ml.text import normalize_query
 from .ml.version_files import VersionFilesError, verify
-from .models import Judgment, RecommenderModel, Rescore, SearchEvent, TrainingRun
+from .models import Judgment, QueryRule, RecommenderModel, Rescore, RuleProduct, SearchEvent, TrainingRun
+from .services import MAX_LIMIT
 
 
 @admin.register(RecommenderModel)
@@ -84,6 +90,10 @@ class RecommenderModelAdmin(admin.ModelAdmin):
 
         def cell(before, after, name):
             figures = [f"{side[name]:.3f}" for side in (before, after) if isinstance(side.get(name), float)]
+            interval = (after or before).get(f"{name}_interval")
+            if interval and figures:  # the last figure's 95% bootstrap interval over the queries
+                return format_html('{}<br><small title="{}">{}</small>', " → ".join(figures),
+                                   _("95% bootstrap interval over the queries"), "{:.3f}–{:.3f}".format(*interval))  # fmt: skip
             return " → ".join(figures) or "–"
 
         body = format_html_join(
@@ -408,3 +418,179 @@ class SearchEventAdmin(admin.ModelAdmin):
     list_filter = ["event"]
     search_fields = ["query_norm", "product_key", "session"]
     date_hierarchy = "created_at"
+
+
+class ProductKeyInput(forms.TextInput):
+    """A product's key, with suggestions (title and key) from the catalogue as staff type."""
+
+    def __init__(self, attrs=None):
+        super().__init__({"class": "shopguide-product", "autocomplete": "off", **(attrs or {})})
+
+    def get_context(self, name, value, attrs):
+        attrs = {**(attrs or {}), "data-lookup": reverse("admin:shopguide_queryrule_products")}
+        return super().get_context(name, value, attrs)
+
+    class Media:
+        js = ["shopguide/admin_products.js"]
+
+
+class RuleProductForm(forms.ModelForm):
+    class Meta:
+        model = RuleProduct
+        fields = ["product_key", "action", "position"]
+        widgets = {"product_key": ProductKeyInput()}
+
+    def clean_product_key(self):
+        key = self.cleaned_data["product_key"].strip()
+        if not get_catalog_source().products_by_key([key], available_only=False):
+            raise forms.ValidationError(_("No product has the key %(key)s."), params={"key": key})
+        return key
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("action") == RuleProduct.Action.PIN:
+            position = cleaned.get("position")
+            if position is None or not 1 <= position <= MAX_LIMIT:
+                self.add_error(
+                    "position", _("A pinned product needs a position from 1 to %(most)s.") % {"most": MAX_LIMIT}
+                )
+        else:
+            cleaned["position"] = None  # only pins have a place
+        return cleaned
+
+
+class RuleProductInline(admin.TabularInline):
+    model = RuleProduct
+    form = RuleProductForm
+    extra = 1
+    fields = ["product_key", "product_title", "action", "position"]
+    readonly_fields = ["product_title"]
+
+    @admin.display(description=_lazy("title"))
+    def product_title(self, obj):
+        source = get_catalog_source()
+        product = (
+            source.products_by_key([obj.product_key], available_only=False).get(obj.product_key) if obj.pk else None
+        )
+        if product is None:
+            return "–"
+        available = obj.product_key in source.products_by_key([obj.product_key])
+        return (
+            source.title(product)
+            if available
+            else _("%(title)s (not available: not shown)") % {"title": source.title(product)}
+        )
+
+
+class QueryRuleForm(forms.ModelForm):
+    class Meta:
+        model = QueryRule
+        fields = ["query", "match", "enabled", "starts_at", "ends_at", "note"]
+
+    def clean_query(self):
+        query = self.cleaned_data["query"]
+        if not normalize_query(query):
+            raise forms.ValidationError(_("The search needs at least one letter or digit."))
+        return " ".join(query.split())
+
+    def clean(self):
+        cleaned = super().clean()
+        starts_at, ends_at = cleaned.get("starts_at"), cleaned.get("ends_at")
+        if starts_at and ends_at and ends_at <= starts_at:
+            self.add_error("ends_at", _("The rule must end after it starts."))
+        return cleaned
+
+
+@admin.register(QueryRule)
+class QueryRuleAdmin(admin.ModelAdmin):
+    """Merchandisers' rules for searches: pin, bury or hide products (see ``rules``). Every
+    change is in the rule's history (who, when, what), and shows at the shoppers' next search."""
+
+    form = QueryRuleForm
+    inlines = [RuleProductInline]
+    list_display = [
+        "query",
+        "match",
+        "actions_summary",
+        "enabled",
+        "in_effect_now",
+        "period",
+        "updated_at",
+        "updated_by",
+    ]
+    list_display_links = ["query"]
+    list_filter = ["enabled", "match"]
+    search_fields = ["query_norm", "products__product_key", "note"]
+    readonly_fields = ["updated_at", "updated_by"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("updated_by").prefetch_related("products")
+
+    @admin.display(description=_lazy("products"))
+    def actions_summary(self, obj):
+        """What the rule does, product by product, named by title (one query a row)."""
+        items = list(obj.products.all())
+        source = get_catalog_source()
+        found = source.products_by_key([item.product_key for item in items], available_only=False)
+        verbs = {"pin": _("pin"), "bury": _("bury"), "hide": _("hide")}
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                "{} “{}”{}",
+                (
+                    (
+                        verbs[item.action],
+                        source.title(found[item.product_key]) if item.product_key in found else item.product_key,
+                        _(" at %(position)s") % {"position": item.position} if item.position else "",
+                    )
+                    for item in items
+                ),
+            )
+            or "–"
+        )
+
+    @admin.display(description=_lazy("period"))
+    def period(self, obj):
+        def when(moment):
+            return formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
+
+        if obj.starts_at and obj.ends_at:
+            return f"{when(obj.starts_at)} – {when(obj.ends_at)}"
+        if obj.starts_at:
+            return _("from %(moment)s") % {"moment": when(obj.starts_at)}
+        if obj.ends_at:
+            return _("until %(moment)s") % {"moment": when(obj.ends_at)}
+        return _("always")
+
+    @admin.display(description=_lazy("in effect now"), boolean=True)
+    def in_effect_now(self, obj):
+        return obj.in_effect(timezone.now())
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        return [
+            path("products/", self.admin_site.admin_view(self.products_view), name="shopguide_queryrule_products"),
+            *super().get_urls(),
+        ]
+
+    def products_view(self, request):
+        """Up to 20 products for what staff typed: the product with that key, then full-text
+        matches, as ``{"results": [{"key", "title"}]}``."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        term = " ".join(request.GET.get("term", "").split())[:100]
+        source = get_catalog_source()
+        by_id = list(source.keys_for_public_ids([term]).values()) if term else []
+        keys = (
+            by_id + ([term] if term else []) + (search_keys(normalize_query(term), 20) if normalize_query(term) else [])
+        )
+        products = source.products_by_key(keys, available_only=False)
+        seen, results = set(), []
+        for key in keys:
+            if key in products and key not in seen:
+                seen.add(key)
+                results.append({"key": key, "title": source.title(products[key])})
+        return JsonResponse({"results": results[:20]})

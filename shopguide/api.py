@@ -37,6 +37,7 @@ from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .ml.text import normalize_query
 from .models import RecommenderModel, SearchEvent, TrainingRun
+from .rules import rulebook
 from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend, serving_state
 from .shoppers import TOKEN_HEADER, InvalidToken, Shopper, client_address, read_token
 
@@ -223,7 +224,8 @@ class RecommendationsView(ShopguideView, APIView):
 
     @staticmethod
     def cache_key(query, limit, exclude):
-        return serving_state(), get_language(), normalize_query(query), limit, tuple(exclude)
+        normalized = normalize_query(query)
+        return serving_state(), rulebook().token(normalized), get_language(), normalized, limit, tuple(exclude)
 
     @staticmethod
     def respond(query, tail):

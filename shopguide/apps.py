@@ -12,7 +12,10 @@ class ShopguideConfig(AppConfig):
         from . import (
             checks,  # noqa: F401  (registers the system checks)
             receivers,
+            rules,
         )
+
+        rules.connect()
 
         try:
             receivers.connect()

@@ -195,6 +195,7 @@ class ServingState(models.Model):
 
     epoch = models.PositiveBigIntegerField(default=0)
     changes = models.PositiveBigIntegerField(default=0)
+    rules = models.PositiveBigIntegerField(default=0, help_text="Moves on every change of the query rules.")
     updated_at = models.DateTimeField(auto_now=True)
 
     # When this process last committed a change (time.monotonic()): its own reads of the state
@@ -219,6 +220,14 @@ class ServingState(models.Model):
             # that was deleted (a flushed database): caches keyed by it cannot come back.
             start = int(timezone.now().timestamp() * 1000)
             cls.objects.get_or_create(pk=1, defaults={"epoch": start, "changes": start})
+        transaction.on_commit(cls.mark_changed_here)
+
+    @classmethod
+    def bump_rules(cls):
+        """Count a change of the query rules; call inside the changing transaction."""
+        if not cls.objects.filter(pk=1).update(rules=models.F("rules") + 1, updated_at=timezone.now()):
+            start = int(timezone.now().timestamp() * 1000)
+            cls.objects.get_or_create(pk=1, defaults={"epoch": start, "changes": start, "rules": start})
         transaction.on_commit(cls.mark_changed_here)
 
 
@@ -265,3 +274,75 @@ class PendingVector(models.Model):
             models.UniqueConstraint(fields=["rescore", "product_key"], name="shopguide_pending_unique"),
         ]
         indexes = [models.Index(fields=["rescore", "chunk"])]
+
+
+class QueryRule(QueryNormalizingModel):
+    """A merchandiser's rule for a search: products pinned at positions, buried or hidden in
+    what shopguide recommends for it, on every path (template tags, API), optionally between
+    two dates. ``query`` is matched normalised (case, accents and spacing do not matter)."""
+
+    class Match(models.TextChoices):
+        EXACT = "exact", "the search is exactly"
+        CONTAINS = "contains", "the search contains every word of"
+
+    match = models.CharField(max_length=16, choices=Match.choices, default=Match.EXACT)
+    enabled = models.BooleanField(default=True)
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="Empty: in effect from now on.")
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty: in effect until disabled.")
+    note = models.CharField(max_length=200, blank=True, help_text="Why the rule exists (for other staff).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["query_norm", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(starts_at__isnull=True)
+                | models.Q(ends_at__isnull=True)
+                | models.Q(ends_at__gt=models.F("starts_at")),
+                name="shopguide_queryrule_ends_after_start",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_match_display()} “{self.query}”"
+
+    def in_effect(self, now):
+        return (
+            self.enabled
+            and (self.starts_at is None or self.starts_at <= now)
+            and (self.ends_at is None or now < self.ends_at)
+        )
+
+
+class RuleProduct(models.Model):
+    """What a ``QueryRule`` does with one product."""
+
+    class Action(models.TextChoices):
+        PIN = "pin", "pin at a position"
+        BURY = "bury", "bury (after the rest)"
+        HIDE = "hide", "hide"
+
+    rule = models.ForeignKey(QueryRule, on_delete=models.CASCADE, related_name="products")
+    product_key = models.CharField("product", max_length=64)
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.PIN)
+    position = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="For a pin: 1 is the first place shown."
+    )
+
+    class Meta:
+        ordering = ["rule", "position", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "product_key"], name="shopguide_ruleproduct_unique"),
+            models.CheckConstraint(
+                condition=models.Q(action="pin", position__gte=1) | (~models.Q(action="pin") & models.Q(position=None)),
+                name="shopguide_ruleproduct_pin_has_position",
+            ),
+        ]
+
+    def __str__(self):
+        where = f" at {self.position}" if self.action == self.Action.PIN else ""
+        return f"{self.action} {self.product_key}{where}"

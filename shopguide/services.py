@@ -8,6 +8,8 @@ fusion and the reranker, as the version has them), the same code that evaluated 
 one, PostgreSQL full-text search over the shop's text fields answers (``fulltext``), so a shop
 never shows an error instead of products.
 
+The shop's query rules (``rules``) pin, bury or hide products after ranking, on every path.
+
 Answers are cached per normalised query, keyed by the serving state, so activating a version,
 a rescore or a product refresh retires every cached list at once. Inside a request the cache
 write waits until the response has been handed over (``after_response``): the shopper does not
@@ -36,6 +38,7 @@ from .fulltext import search_keys
 from .ml.lexical import Analyzer
 from .ml.text import normalize_query
 from .models import SearchEvent
+from .rules import rulebook
 from .serving import ServingIndex
 from .shoppers import shopper_for
 
@@ -188,6 +191,7 @@ REASONS = {
     "words": gettext_noop("matches words of “{}”"),
     "popular": gettext_noop("popular in this shop"),
     "similar": gettext_noop("similar to “{}”"),
+    "featured": gettext_noop("featured by the shop"),
 }
 
 
@@ -335,8 +339,8 @@ def recommend(query, *, user=None, exclude=(), limit=8):
     ``Recommendation(product, score, reason)`` whose ``model_version`` names the version that
     ranked them (None for full-text search). ``exclude``: products or keys to leave out (the
     product on show). When nothing matches, the shop's most chosen products fill the list,
-    so it is empty only for an empty query or catalogue. ``user`` is accepted for
-    personalisation and not used yet."""
+    so it is empty only for an empty query or catalogue. The shop's query rules in effect
+    for ``query`` apply last. ``user`` is accepted for personalisation and not used yet."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     normalized = normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
     if not normalized:
@@ -348,6 +352,7 @@ def recommend(query, *, user=None, exclude=(), limit=8):
         answer = ranked_for(normalized, index)
         after_response(keep, key, answer)
     version, ranked = answer
+    ranked = rulebook().apply(normalized, ranked)  # the shop's rules for this search, if any
     return Recommendations(materialise(ranked, exclude, limit), version)
 
 

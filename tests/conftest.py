@@ -129,6 +129,7 @@ def empty_the_shop():
         sg.Judgment,
         sg.SearchEvent,
         sg.ServingState,
+        sg.QueryRule,
         Product,
         Category,
         Brand,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from playwright.sync_api import expect
 
@@ -81,6 +82,7 @@ def wait_until(condition, timeout=30):
 def demo_shop(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     ServingIndex.reset()
+    cache.clear()  # the cache table outlives the flush: answers naming an earlier test's products
     call_command("load_catalog", str(DEMO_DATA), verbosity=0)
 
 
@@ -233,3 +235,69 @@ def test_staff_retrain_from_the_admin_and_the_shopper_sees_what_was_learned(live
     first = page.locator(".shopguide-card__title").first.inner_text()
     assert first == PRODUCTS[SLANG[word]]
     screenshots(page, "shopper-after-training")
+
+
+def strip_ids(page):
+    return page.locator(".shopguide-strip .shopguide-card").evaluate_all(
+        "cards => cards.map(c => c.dataset.shopguideProduct)"
+    )
+
+
+def add_rule(page, live_server, query, product, action, position=""):
+    """Staff add a rule in the admin, finding the product by typing part of its title."""
+    page.goto(f"{live_server.url}/admin/shopguide/queryrule/add/")
+    page.fill("#id_query", query)
+    field = page.locator("input[name='products-0-product_key']")
+    field.press_sequentially(product.title.split()[1].lower(), delay=20)  # a word of the title
+    page.wait_for_function(
+        "key => [...document.querySelectorAll('datalist option')].some(o => o.value === key)", arg=str(product.pk)
+    )
+    field.fill(str(product.pk))  # the suggestion's value
+    page.select_option("select[name='products-0-action']", action)
+    page.fill("input[name='products-0-position']", str(position))
+    screenshots(page, f"rules-admin-{action}")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+
+
+def test_staff_pin_and_hide_products_for_a_search_and_shoppers_see_it_at_once(
+    live_server, page, browser, demo_shop, django_user_model
+):
+    django_user_model.objects.create_superuser("merchandiser", "m@example.com", "a good password")
+    shopper = browser.new_context(viewport=SIZES["desktop"]).new_page()
+    search = f"{live_server.url}/search/?q=cordless+drill"
+    shopper.goto(search)
+    before = strip_ids(shopper)
+    pinned = Product.objects.filter(title__icontains="hose").exclude(external_id__in=before).first()
+    assert before and pinned is not None
+
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("input[name=username]", "merchandiser")
+    page.fill("input[name=password]", "a good password")
+    page.click("input[type=submit]")
+    add_rule(page, live_server, "Cordless  Drill", pinned, "pin", 1)
+
+    shopper.goto(search)
+    assert strip_ids(shopper)[0] == pinned.external_id
+    assert shopper.locator(".shopguide-card__reason").first.inner_text() == "featured by the shop"
+    screenshots(shopper, "rules-shopper-pinned")
+
+    page.click("text=Cordless Drill")  # the rule in the list
+    page.click("a.deletelink")
+    page.click("input[type=submit]")  # "Yes, I'm sure"
+    expect(page.locator(".messagelist")).to_contain_text("was deleted successfully")
+    shopper.goto(search)
+    assert strip_ids(shopper) == before
+
+    hidden = Product.objects.get(external_id=before[0])
+    add_rule(page, live_server, "cordless drill", hidden, "hide")
+    page.goto(f"{live_server.url}/admin/shopguide/queryrule/")
+    screenshots(page, "rules-admin-list")
+    shopper.goto(search)
+    assert hidden.external_id not in strip_ids(shopper) and strip_ids(shopper)
+    shopper.locator(".card a").first.click()  # a product page: its strip follows the last search
+    shopper.wait_for_load_state("networkidle")
+    assert shopper.locator(".shopguide-strip").count() == 1 and hidden.external_id not in strip_ids(shopper)
+    answer = shopper.evaluate("fetch('/api/shopguide/recommendations/?q=cordless+drill&limit=50').then(r => r.json())")
+    assert hidden.external_id not in [item["product"] for item in answer["results"]]
+    shopper.context.close()

@@ -8,7 +8,10 @@ stops sparse judgments from penalising a system for what nobody judged.
 
 import math
 
+import numpy as np
+
 RELEVANT_GRADE = 0  # a product is relevant (for recall and MRR) when its grade is above this
+RESAMPLES = 1000  # bootstrap resamples behind an interval
 
 
 def dcg(gains):
@@ -50,12 +53,25 @@ def evaluate_run(run, qrels, k=10, recall_k=100):
     if not scored:
         raise ValueError("No query has a judged relevant product (grade > 0) to evaluate on.")
     totals = {f"ndcg@{k}": 0.0, f"condensed_ndcg@{k}": 0.0, f"recall@{recall_k}": 0.0, "mrr": 0.0}
+    ndcgs = []
     for query in scored:
         ranking, judged = list(run.get(query, ())), qrels[query]
-        totals[f"ndcg@{k}"] += ndcg_at_k(ranking, judged, k)
+        ndcgs.append(ndcg_at_k(ranking, judged, k))
+        totals[f"ndcg@{k}"] += ndcgs[-1]
         totals[f"condensed_ndcg@{k}"] += ndcg_at_k(condensed(ranking, judged), judged, k)
         totals[f"recall@{recall_k}"] += recall_at_k(ranking, judged, recall_k)
         totals["mrr"] += reciprocal_rank(ranking, judged)
     metrics = {name: total / len(scored) for name, total in totals.items()}
+    metrics[f"ndcg@{k}_interval"] = bootstrap_interval(ndcgs)
     metrics["queries"] = len(scored)
     return metrics
+
+
+def bootstrap_interval(values, level=0.95, resamples=RESAMPLES, seed=0):
+    """``[low, high]``: the percentile bootstrap interval at ``level`` of the mean of ``values``
+    (one value per query), rounded to 4 places: how far the mean could move with other
+    queries like these. The seed is fixed, so the same figures always give the same interval."""
+    values = np.asarray(values, dtype=np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    low, high = np.quantile(values[draws].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return [round(float(low), 4), round(float(high), 4)]

@@ -26,7 +26,7 @@ from django.template import Context, Template  # noqa: E402
 from django.test import Client, RequestFactory  # noqa: E402
 
 from shopguide import operations  # noqa: E402
-from shopguide.models import Judgment, ProductVector, TrainingRun  # noqa: E402
+from shopguide.models import Judgment, ProductVector, QueryRule, RuleProduct, TrainingRun  # noqa: E402
 from shopguide.services import recommend  # noqa: E402
 from shopguide.versions import active_model  # noqa: E402
 from tests.host_shop.celery import app  # noqa: E402
@@ -124,6 +124,18 @@ def main():
         assert "K-100" not in [row["product"] for row in api("bolliator", exclude="K-100")]
         assert model.folder.is_relative_to(bucket.parent / (bucket.name + "-copies"))  # this process's copy
         step("the strip and the API speak its own prices and ids")
+
+        featured = Item.objects.exclude(sku="K-100").order_by("sku").first()
+        rule = QueryRule.objects.create(query="Bolliator ", match=QueryRule.Match.CONTAINS)
+        RuleProduct.objects.create(rule=rule, product_key=str(featured.pk), action=RuleProduct.Action.PIN, position=1)
+        pinned = api("bolliator")
+        assert [row["product"] for row in pinned][:2] == [featured.sku, "K-100"], pinned
+        assert pinned[0]["reason"] == "featured by the shop", pinned
+        RuleProduct.objects.create(rule=rule, product_key=str(Item.objects.get(sku="K-100").pk), action="hide")
+        assert "K-100" not in [row["product"] for row in api("bolliator")]
+        rule.delete()
+        assert api("bolliator") == results
+        step("a query rule pins and hides its own items at once, and goes when deleted")
 
         Item.objects.filter(sku="K-100").update(active=False)  # a stock sync: no signal
         assert operations.reconcile() == 1

@@ -90,10 +90,12 @@ class RecommenderModelAdmin(admin.ModelAdmin):
 
         def cell(before, after, name):
             figures = [f"{side[name]:.3f}" for side in (before, after) if isinstance(side.get(name), float)]
-            interval = (after or before).get(f"{name}_interval")
-            if interval and figures:  # the last figure's 95% bootstrap interval over the queries
+            side = after or before
+            if figures and f"{name}_interval" in side:  # the last figure's 95% bootstrap interval
+                interval = side[f"{name}_interval"]
+                text = "{:.3f}–{:.3f}".format(*interval) if interval else _("too few queries to tell")
                 return format_html('{}<br><small title="{}">{}</small>', " → ".join(figures),
-                                   _("95% bootstrap interval over the queries"), "{:.3f}–{:.3f}".format(*interval))  # fmt: skip
+                                   _("95% bootstrap interval over the queries"), text)  # fmt: skip
             return " → ".join(figures) or "–"
 
         body = format_html_join(

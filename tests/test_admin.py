@@ -31,6 +31,7 @@ def version(db, settings, tmp_path):
         metrics_after={
             "hybrid": {"ndcg@10": 0.4, "ndcg@10_interval": [0.31, 0.52], "recall@100": 0.6, "mrr": 0.35, "queries": 12},
             "hybrid_reranked": {"skipped": "no reranker"},
+            "dense": {"ndcg@10": 0.2, "ndcg@10_interval": None, "recall@100": 0.3, "mrr": 0.1, "queries": 12},
         },
         hyperparameters={"epochs": 1, "pipeline": {"max_pairs": 36000}},
         loss_curve={"retriever": [1.2, 0.9, 0.7]},
@@ -96,6 +97,10 @@ def test_version_pages_show_metrics_and_loss_chart(users, version):
         "<tr><th>hybrid</th><td>0.300 → 0.400<br>"
         '<small title="95% bootstrap interval over the queries">0.310–0.520</small></td>'
         "<td>0.500 → 0.600</td><td>0.250 → 0.350</td><td>12</td></tr>" in text
+    )
+    assert (
+        '<tr><th>dense</th><td>0.200<br><small title="95% bootstrap interval over the queries">too few queries to tell</small>'
+        in text
     )
     assert "<tr><th>full-text search (serving then)</th><td>0.200</td>" in text and "hybrid_reranked" not in text
     assert "<tr><th>pairs</th><td>20</td></tr>" in text and '{"hybrid"' not in text

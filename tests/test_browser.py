@@ -229,6 +229,12 @@ def test_staff_retrain_from_the_admin_and_the_shopper_sees_what_was_learned(live
     wait_until(lambda: RecommenderModel.objects.filter(is_active=True).exists(), 120)
     page.goto(f"{live_server.url}/admin/shopguide/recommendermodel/")
     assert "v1" in page.inner_text("#result_list")
+    page.locator("#result_list tbody th a").first.click()  # the version's page: figures a merchandiser reads
+    page.wait_for_url("**/recommendermodel/*/change/")
+    expect(page.locator(".field-quality table.shopguide-figures small").first).to_have_attribute(
+        "title", "95% bootstrap interval over the queries"
+    )
+    screenshots(page, "staff-version-page")
     word = next(word for word in SLANG if word not in heldout_slang(0.1))
     ServingIndex.reset()
     page.goto(f"{live_server.url}/search/?q={word}")

@@ -12,6 +12,7 @@ import numpy as np
 
 RELEVANT_GRADE = 0  # a product is relevant (for recall and MRR) when its grade is above this
 RESAMPLES = 1000  # bootstrap resamples behind an interval
+INTERVAL_QUERIES = 10  # fewer scored queries than this give no interval: it would say nothing
 
 
 def dcg(gains):
@@ -62,7 +63,7 @@ def evaluate_run(run, qrels, k=10, recall_k=100):
         totals[f"recall@{recall_k}"] += recall_at_k(ranking, judged, recall_k)
         totals["mrr"] += reciprocal_rank(ranking, judged)
     metrics = {name: total / len(scored) for name, total in totals.items()}
-    metrics[f"ndcg@{k}_interval"] = bootstrap_interval(ndcgs)
+    metrics[f"ndcg@{k}_interval"] = bootstrap_interval(ndcgs) if len(ndcgs) >= INTERVAL_QUERIES else None
     metrics["queries"] = len(scored)
     return metrics
 

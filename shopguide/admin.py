@@ -444,9 +444,10 @@ class RuleProductForm(forms.ModelForm):
 
     def clean_product_key(self):
         key = self.cleaned_data["product_key"].strip()
-        if not get_catalog_source().products_by_key([key], available_only=False):
+        found = get_catalog_source().products_by_key([key], available_only=False)
+        if not found:
             raise forms.ValidationError(_("No product has the key %(key)s."), params={"key": key})
-        return key
+        return next(iter(found))  # its key as the catalogue writes it ("007" names product 7)
 
     def clean(self):
         cleaned = super().clean()
@@ -493,6 +494,8 @@ class QueryRuleForm(forms.ModelForm):
         query = self.cleaned_data["query"]
         if not normalize_query(query):
             raise forms.ValidationError(_("The search needs at least one letter or digit."))
+        if len(normalize_query(query)) > QueryRule._meta.get_field("query_norm").max_length:
+            raise forms.ValidationError(_("The search is too long once normalised; shorten it."))
         return " ".join(query.split())
 
     def clean(self):

@@ -35,10 +35,9 @@ from rest_framework.views import APIView, exception_handler
 
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
-from .ml.text import normalize_query
-from .models import RecommenderModel, SearchEvent, TrainingRun
+from .models import RecommenderModel, SearchEvent, TrainingRun, normalized_for_column
 from .rules import rulebook
-from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, recommend, serving_state
+from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, normalized_query, recommend, serving_state
 from .shoppers import TOKEN_HEADER, InvalidToken, Shopper, client_address, read_token
 
 MAX_EVENTS_PER_REQUEST = 100
@@ -219,12 +218,13 @@ class RecommendationsView(ShopguideView, APIView):
             tail = json.dumps(self.answer(query, limit, exclude), ensure_ascii=False, separators=(",", ":"))[
                 1:
             ].encode()
-            responses.set(key, tail, shopguide_settings.CACHE_TIMEOUT)
+            if self.cache_key(query, limit, exclude) == key:  # not when a rule started or ended meanwhile
+                responses.set(key, tail, shopguide_settings.CACHE_TIMEOUT)
         return tail
 
     @staticmethod
     def cache_key(query, limit, exclude):
-        normalized = normalize_query(query)
+        normalized = normalized_query(query)
         return serving_state(), rulebook().token(normalized), get_language(), normalized, limit, tuple(exclude)
 
     @staticmethod
@@ -429,7 +429,7 @@ class EventsView(ShopguideView, APIView):
                 [
                     SearchEvent(
                         query=event["query"],
-                        query_norm=normalize_query(event["query"]),
+                        query_norm=normalized_for_column(event["query"]),
                         product_key=event["product"],
                         event=event["event"],
                         session=request.auth.id,

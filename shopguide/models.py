@@ -11,6 +11,14 @@ from django.utils import timezone
 from .embeddings import DIMENSIONS, EmbeddingField
 from .ml.text import normalize_query
 
+QUERY_LENGTH = 256
+
+
+def normalized_for_column(query):
+    """``query`` normalised and cut to its column: case folding and NFKC can lengthen a query
+    ("ß" becomes "ss"), and a query of 256 letters must still be stored, not refused."""
+    return normalize_query(query)[:QUERY_LENGTH]
+
 
 class QueryNormalizingModel(models.Model):
     query = models.CharField(max_length=256)
@@ -20,7 +28,7 @@ class QueryNormalizingModel(models.Model):
         abstract = True
 
     def save(self, *args, **kwargs):
-        self.query_norm = normalize_query(self.query)
+        self.query_norm = normalized_for_column(self.query)
         super().save(*args, **kwargs)
 
 

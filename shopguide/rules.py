@@ -16,17 +16,22 @@ Each process holds the rules in memory (``rulebook()``), loaded again when
 process that changed the rules.
 """
 
+import logging
 import threading
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from .models import QueryRule, RuleProduct, ServingState
 
 STATE_TTL = 1.0  # seconds a process trusts the rules counter it read last
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,8 +114,10 @@ class RuleBook:
         hidden = set().union(*(rule.hidden for rule in rules))
         buried = set().union(*(rule.buried for rule in rules)) - hidden
         pins, pinned = [], set()
-        for position, _order, key in sorted(
-            (position, order, key) for order, rule in enumerate(rules) for position, key in rule.pins
+        for position, _order, _entry, key in sorted(
+            (position, order, entry, key)
+            for order, rule in enumerate(rules)
+            for entry, (position, key) in enumerate(rule.pins)  # loaded by position, then as entered
         ):
             if key not in hidden and key not in pinned:
                 pins.append((position, key))
@@ -131,15 +138,25 @@ class _Current:
 
 
 def rulebook():
-    """This process's ``RuleBook``, loaded again when the rules changed (see the module docstring)."""
+    """This process's ``RuleBook``, loaded again when the rules changed (see the module
+    docstring). Rules that cannot be read (the database fails, a migration is missing) are
+    logged and the last ones read, or none, apply: a shop never shows an error instead of
+    products. Inside a transaction the reads take a savepoint, so they cannot abort it."""
     now = time.monotonic()
     book = _Current.book
     if book is not None and now - _Current.read_at <= STATE_TTL and ServingState.changed_here_at < _Current.read_at:
         return book
     with _Current.lock:
-        version = ServingState.objects.filter(pk=1).values_list("rules", flat=True).first() or 0
-        if _Current.book is None or _Current.book.version != version:
-            _Current.book = RuleBook.load(version)
+        try:
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                version = ServingState.objects.filter(pk=1).values_list("rules", flat=True).first() or 0
+                if _Current.book is None or _Current.book.version != version:
+                    _Current.book = RuleBook.load(version)
+        except Exception as exc:
+            logger.warning("shopguide: the query rules could not be read (%s: %s); %s.", type(exc).__name__, exc,
+                           "the last ones read apply" if _Current.book else "none apply")  # fmt: skip
+            if _Current.book is None:
+                return RuleBook(None)  # read again at the next answer
         _Current.read_at = now
         return _Current.book
 

@@ -334,6 +334,11 @@ def keep(key, answer):
     with_shared_cache(lambda cache: cache.set(key, answer, shopguide_settings.CACHE_TIMEOUT), "the answer is not kept")
 
 
+def normalized_query(query):
+    """The normalised form of ``query`` that answers, caches and rules are keyed by."""
+    return normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
+
+
 def recommend(query, *, user=None, exclude=(), limit=8):
     """Up to ``limit`` (at most 50) available products for ``query``, best first: a list of
     ``Recommendation(product, score, reason)`` whose ``model_version`` names the version that
@@ -342,7 +347,7 @@ def recommend(query, *, user=None, exclude=(), limit=8):
     so it is empty only for an empty query or catalogue. The shop's query rules in effect
     for ``query`` apply last. ``user`` is accepted for personalisation and not used yet."""
     limit = max(1, min(int(limit), MAX_LIMIT))
-    normalized = normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
+    normalized = normalized_query(query)
     if not normalized:
         return Recommendations()
     index = ServingIndex.get()

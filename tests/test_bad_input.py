@@ -109,3 +109,10 @@ def test_the_events_api_stores_valid_events_and_rejects_the_rest_whole(client, p
         assert stored == 0 and (error["fields"] or error["code"] == "parse_error"), error
     else:
         assert stored == response.json()["stored"] >= 1
+
+
+def test_a_query_that_grows_when_normalised_is_stored_cut_to_its_column(client, products):
+    event = {"query": "ß" * 256, "product": products["p2"].external_id, "event": "click"}  # folds to 512 letters
+    response = client.post("/api/shopguide/events/", event, content_type="application/json", **shopper_headers())
+    assert response.status_code == 201, response.content[:500]
+    assert SearchEvent.objects.get().query_norm == "ss" * 128

@@ -202,3 +202,40 @@ def test_strangers_cannot_read_the_product_lookup_or_the_rules(client, products)
     response = client.get("/admin/shopguide/queryrule/products/", {"term": "hose"})
     assert response.status_code == 302 and "/login/" in response["Location"]
     assert client.get("/admin/shopguide/queryrule/").status_code == 302
+
+
+def test_pins_at_one_place_in_one_rule_keep_the_order_they_were_given():
+    book = RuleBook(1, [rule(1, "drill", pins=[(1, "9"), (1, "10")])])
+    assert keys(book.apply("drill", ranked("a"))) == ["9", "10", "a"]
+
+
+def test_rules_that_cannot_be_read_cost_no_answer(client, products, monkeypatch, caplog):
+    word, first = word_and_first(products)
+
+    def fail(version):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(RuleBook, "load", classmethod(lambda cls, version: fail(version)))
+    assert api_ids(client, word)[0][0] == first.external_id
+    assert "query rules could not be read (RuntimeError: the database went away); none apply" in caplog.text
+
+
+def test_a_key_typed_another_way_is_stored_as_the_catalogue_writes_it(staff_client, products, committed):
+    word, first = word_and_first(products)
+    other = products["p8"]
+    form = {
+        "query": word,
+        "match": "exact",
+        "enabled": "on",
+        "products-TOTAL_FORMS": "1",
+        "products-INITIAL_FORMS": "0",
+        "products-0-product_key": f" 00{other.pk} ",
+        "products-0-action": "pin",
+        "products-0-position": "1",
+    }
+    assert committed(lambda: staff_client.post("/admin/shopguide/queryrule/add/", form)).status_code == 302
+    assert RuleProduct.objects.get().product_key == str(other.pk)
+    assert api_ids(staff_client, word)[0][0] == other.external_id
+    form.update({"query": "ß" * 200})  # 400 letters once case-folded: more than its column
+    response = staff_client.post("/admin/shopguide/queryrule/add/", form)
+    assert "too long once normalised" in response.text and QueryRule.objects.count() == 1

@@ -24,7 +24,7 @@ from .importing import DatasetError, import_judgments
 from .ml.text import normalize_query
 from .ml.version_files import VersionFilesError, verify
 from .models import Judgment, QueryRule, RecommenderModel, Rescore, RuleProduct, SearchEvent, TrainingRun
-from .services import MAX_LIMIT
+from .services import MAX_LIMIT, recommend
 
 
 @admin.register(RecommenderModel)
@@ -526,7 +526,19 @@ class QueryRuleAdmin(admin.ModelAdmin):
     list_display_links = ["query"]
     list_filter = ["enabled", "match"]
     search_fields = ["query_norm", "products__product_key", "note"]
-    readonly_fields = ["updated_at", "updated_by"]
+    readonly_fields = ["updated_at", "updated_by", "preview"]
+
+    @admin.display(description=_lazy("shoppers see now"))
+    def preview(self, obj):
+        """What a shopper searching the rule's query is shown now, rules in effect applied: after
+        "Save and continue editing", the rule's effect (or why it has none yet)."""
+        if obj.pk is None:
+            return _("Save the rule to see what shoppers are shown for its search.")
+        items = recommend(obj.query, limit=8)
+        if not items:
+            return "–"
+        rows = format_html_join("", "<li>{} <small>({})</small></li>", ((item.title, item.reason) for item in items))
+        return format_html('<ol class="shopguide-preview">{}</ol>', rows)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("updated_by").prefetch_related("products")

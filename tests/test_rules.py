@@ -188,6 +188,10 @@ def test_staff_manage_rules_in_the_admin_with_history_and_bad_input_changes_noth
     assert sorted(map(str, made.products.all())) == sorted([f"pin {first.pk} at 2", f"hide {products['p8'].pk}"])
     assert LogEntry.objects.filter(object_id=str(made.pk)).count() == 1  # the history: who, when, what
 
+    page = staff_client.get(f"/admin/shopguide/queryrule/{made.pk}/change/").content.decode()
+    shown = page[page.index('<ol class="shopguide-preview">') :]
+    assert shown.index(first.title) < shown.index("</ol>") and products["p8"].title not in shown[: shown.index("</ol>")]
+    assert shown.count("featured by the shop") == 1  # what shoppers see now: pinned, the hidden one gone
     listing = staff_client.get("/admin/shopguide/queryrule/").content.decode()
     assert word in listing and f"pin “{first.title}” at 2" in listing and f"hide “{products['p8'].title}”" in listing
     found = staff_client.get("/admin/shopguide/queryrule/products/", {"term": first.title.split(",")[0]}).json()

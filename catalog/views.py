@@ -6,7 +6,13 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from shopguide.services import LAST_QUERY_SESSION_KEY, record_add_to_cart, record_purchase, remember_search
+from shopguide.services import (
+    LAST_QUERY_SESSION_KEY,
+    record_add_to_cart,
+    record_purchase,
+    record_search,
+    remember_search,
+)
 
 from .models import Category, Order, OrderLine, Product, SearchLog
 from .search import search_products
@@ -41,7 +47,9 @@ def search(request):
             SearchLog.objects.create(
                 query=query, session_key=request.session.session_key or "", result_count=page.paginator.count
             )
-        remember_search(request, query)
+            record_search(request, query, results=page.paginator.count)
+        else:
+            remember_search(request, query)
     return render(
         request,
         "catalog/search.html",

@@ -1,6 +1,7 @@
 """Admin for merchandisers and shop staff: versions, training runs with live progress,
 judgments and events. Every action enqueues Celery work and says so with ``message_user``."""
 
+import datetime
 import json
 
 from django import forms
@@ -16,9 +17,10 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 
-from . import operations
+from . import insights, online, operations
 from .catalog_source import get_catalog_source
 from .charts import bar_chart, line_chart
+from .conf import shopguide_settings
 from .fulltext import search_keys
 from .importing import DatasetError, import_judgments
 from .ml.text import normalize_query
@@ -31,7 +33,7 @@ from .services import MAX_LIMIT, recommend
 class RecommenderModelAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "is_active", "created_at", "products", "pairs", "ndcg_before", "ndcg_after"]
     list_filter = ["status", "is_active"]
-    actions = ["activate_versions", "roll_back", "rescore_catalogue"]
+    actions = ["activate_versions", "compare_online", "stop_comparison", "roll_back", "rescore_catalogue"]
     change_list_template = "admin/shopguide/recommendermodel/change_list.html"
     readonly_fields = [
         "version",
@@ -47,6 +49,7 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         "reranker_weight",
         "serves_with",
         "quality",
+        "online_comparison",
         "data",
         "settings_used",
         "charts",
@@ -222,6 +225,61 @@ class RecommenderModelAdmin(admin.ModelAdmin):
             lambda: operations.activate(model),
             lambda result: _("Version %s is being rescored; it serves as soon as its vectors are in.") % model.version,
         )
+
+    @admin.action(description=_lazy("Compare online with the serving version"), permissions=["change"])
+    def compare_online(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, _("Select exactly one version to compare."), messages.WARNING)
+            return
+        model = queryset.get()
+        self.run_action(
+            request,
+            lambda: operations.compare_online(model),
+            lambda comparison: (
+                _(
+                    "Version %(candidate)s is compared with version %(serving)s on %(share)s of shoppers; "
+                    "its page shows how it fares."
+                )
+                % {
+                    "candidate": model.version,
+                    "serving": comparison.serving.version,
+                    "share": f"{shopguide_settings.ONLINE_SHARE:.0%}",
+                }
+            ),
+        )
+
+    @admin.action(description=_lazy("Stop the online comparison"), permissions=["change"])
+    def stop_comparison(self, request, queryset):
+        self.run_action(
+            request,
+            operations.stop_comparison,
+            lambda comparison: _("The online comparison is stopped.") if comparison else _("No comparison runs."),
+        )
+
+    @admin.display(description=_lazy("online comparison"))
+    def online_comparison(self, obj):
+        """The version's latest comparison with the serving one on shoppers: wins, losses
+        and ties as a table, its share of the decided ones with a 95% interval, the verdict."""
+        comparison = obj.comparisons.select_related("serving").first()
+        if comparison is None:
+            return _("Not compared online (action: Compare online with the serving version).")
+        result = online.standing(comparison)
+        interval = "–" if result.interval is None else "{:.1%}–{:.1%}".format(*result.interval)
+        share = "–" if result.share is None else f"{result.share:.1%}"
+        state = comparison.get_status_display()
+        if comparison.status == comparison.Status.RUNNING:
+            state = _("running since %s, on %s of shoppers") % (
+                formats.date_format(timezone.localtime(comparison.started_at), "SHORT_DATETIME_FORMAT"),
+                f"{shopguide_settings.ONLINE_SHARE:.0%}",
+            )
+        return format_html(
+            '<table class="shopguide-figures" id="online-comparison"><thead><tr><th>{}</th><th>{}</th><th>{}</th>'
+            "<th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody><tr><td>v{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr></tbody></table><p>{} {}</p>",
+            _("against"), _("wins"), _("losses"), _("ties"), _("share of decided"), _("95% interval"),
+            comparison.serving.version, result.wins, result.losses, result.ties, share, interval,
+            state + ".", comparison.verdict or online.describe(result),
+        )  # fmt: skip
 
     @admin.action(description=_lazy("Roll back to the previous version"), permissions=["change"])
     def roll_back(self, request, queryset):
@@ -414,12 +472,140 @@ class JudgmentAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/shopguide/judgment/upload.html", context)
 
 
+class InsightsPeriodForm(forms.Form):
+    """The period of the search insights: local days, both included, a year at most."""
+
+    LONGEST = datetime.timedelta(days=366)
+
+    start = forms.DateField(label=_lazy("from"), widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_lazy("to"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    @classmethod
+    def default(cls):
+        today = timezone.localdate()
+        return {"start": today - datetime.timedelta(days=29), "end": today}
+
+    def clean(self):
+        period = super().clean()
+        start, end = period.get("start"), period.get("end")
+        if start and end:
+            if end < start:
+                raise forms.ValidationError(_("The period ends before it starts."))
+            if end - start >= self.LONGEST:
+                raise forms.ValidationError(_("Choose a period of a year at most."))
+        return period
+
+
+def percent(value):
+    return "–" if value is None else f"{value:.1%}"
+
+
+def places(value):
+    return "–" if value is None else f"{value:.2f}"
+
+
+def query_row(figures):
+    """A query's line in the insights' tables."""
+    return [
+        figures.query,
+        figures.searches,
+        percent(figures.no_result_rate),
+        figures.views,
+        percent(figures.click_through),
+        places(figures.mean_click_position),
+        figures.carts,
+        figures.purchases,
+    ]
+
+
+QUERY_COLUMNS = [
+    _lazy("query"),
+    _lazy("searches"),
+    _lazy("no results"),
+    _lazy("strip views"),
+    _lazy("click-through"),
+    _lazy("mean click position"),
+    _lazy("to cart"),
+    _lazy("bought"),
+]
+
+
 @admin.register(SearchEvent)
 class SearchEventAdmin(admin.ModelAdmin):
-    list_display = ["query", "product_key", "event", "session", "created_at"]
-    list_filter = ["event"]
+    list_display = ["query", "product_key", "event", "placement", "position", "model_version", "session", "created_at"]
+    list_filter = ["event", "placement"]
     search_fields = ["query_norm", "product_key", "session"]
     date_hierarchy = "created_at"
+    change_list_template = "admin/shopguide/searchevent/change_list.html"
+
+    def get_urls(self):
+        return [
+            path("insights/", self.admin_site.admin_view(self.insights_view), name="shopguide_searchevent_insights"),
+            *super().get_urls(),
+        ]
+
+    def insights_view(self, request):
+        """Search insights for a period (``?start=&end=``, the last 30 days by default)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = InsightsPeriodForm(request.GET if request.GET else InsightsPeriodForm.default())
+        figures = None
+        if form.is_valid():
+            figures = insights.insights(form.cleaned_data["start"], form.cleaned_data["end"])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Search insights"),
+            "form": form,
+            "insights": figures,
+        }
+        if figures:
+            totals = figures.totals
+            context |= {
+                "charts": self.insights_charts(figures),
+                "totals": [
+                    ("searches", _("searches"), totals.searches),
+                    ("queries", _("distinct queries"), figures.distinct_queries),
+                    ("no-results", _("searches with no results"), percent(totals.no_result_rate)),
+                    ("unmatched-strips", _("strips that matched nothing"), percent(totals.unmatched_strip_rate)),
+                    ("views", _("strip views"), totals.views),
+                    ("click-through", _("strip click-through"), percent(totals.click_through)),
+                    ("position", _("mean click position"), places(totals.mean_click_position)),
+                    ("carts", _("put in a cart after a search"), totals.carts),
+                    ("purchases", _("bought after a search"), totals.purchases),
+                ],
+                "versions": [
+                    [
+                        f"v{row.version}" if row.version else _("none (full-text search, or no strip)"),
+                        row.views,
+                        percent(row.click_through),
+                        places(row.mean_click_position),
+                        row.carts,
+                        row.purchases,
+                    ]
+                    for row in figures.versions
+                ],
+                "query_columns": QUERY_COLUMNS,
+                "query_tables": [
+                    ("top", _("Top queries"), [query_row(row) for row in figures.top_queries]),
+                    ("no-results", _("Queries with no results"), [query_row(row) for row in figures.no_result_queries]),
+                    ("unclicked", _("Queries whose strip nobody clicked"), [query_row(row) for row in figures.unclicked_queries]),
+                    ("worst", _("Lowest click-through (at least %d strip views)") % insights.MIN_VIEWS,
+                     [query_row(row) for row in figures.worst_click_through]),
+                ],
+            }  # fmt: skip
+        return TemplateResponse(request, "admin/shopguide/searchevent/insights.html", context)
+
+    @staticmethod
+    def insights_charts(figures):
+        days = figures.days
+        searches = [day.searches for _day, day in days]
+        click_through = [day.click_through or 0.0 for _day, day in days]
+        charts = []
+        if len(days) > 1:
+            charts.append(line_chart(searches, title=_("searches a day"), unit=_("days")))
+            charts.append(line_chart(click_through, title=_("strip click-through a day"), unit=_("days")))
+        return mark_safe("".join(charts))
 
 
 class ProductKeyInput(forms.TextInput):

@@ -36,11 +36,21 @@ from rest_framework.views import APIView, exception_handler
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .models import RecommenderModel, SearchEvent, TrainingRun, normalized_for_column
+from .online import credit_clicks
 from .rules import rulebook
-from .services import MAX_LIMIT, MAX_QUERY_LENGTH, LocalCache, normalized_query, recommend, serving_state
+from .services import (
+    MAX_LIMIT,
+    MAX_QUERY_LENGTH,
+    LocalCache,
+    after_response,
+    normalized_query,
+    recommend,
+    serving_state,
+)
 from .shoppers import TOKEN_HEADER, InvalidToken, Shopper, client_address, read_token
 
 MAX_EVENTS_PER_REQUEST = 100
+MAX_POSITION = 1000  # places in a list an event may name
 MAX_BODY = 128 * 1024  # bytes: 100 events with the longest fields fit
 MAX_EXCLUDED = 50
 
@@ -280,6 +290,17 @@ class EventSerializer(serializers.Serializer):
             "the shop's own server records add-to-cart and purchases."
         },
     )
+    placement = serializers.ChoiceField(
+        choices=SearchEvent.Placement.choices,
+        required=False,
+        help_text="The list the product was shown in: shopguide's strip or the shop's results.",
+    )
+    position = serializers.IntegerField(
+        min_value=1, max_value=MAX_POSITION, required=False, help_text="Its place in that list, 1 first."
+    )
+    version = serializers.IntegerField(
+        min_value=1, required=False, help_text="The version that ranked the strip (its data-shopguide-version)."
+    )
 
 
 def validate_events(data):
@@ -299,6 +320,12 @@ def validate_events(data):
     for index, serializer in enumerate(serializers_):
         if not serializer.errors and serializer.validated_data["product"] not in keys:
             errors[index]["product"] = [f"Unknown product {serializer.validated_data['product']!r}."]
+    versions = {event["version"] for event in valid if "version" in event}
+    known_versions = set(RecommenderModel.objects.filter(version__in=versions).values_list("version", flat=True))
+    for index, serializer in enumerate(serializers_):
+        version = serializer.validated_data.get("version") if not serializer.errors else None
+        if version is not None and version not in known_versions:
+            errors[index]["version"] = [f"No version {version}."]
     fields = {
         (f"{index}.{name}" if many else name): messages
         for index, item_errors in enumerate(errors)
@@ -432,6 +459,9 @@ class EventsView(ShopguideView, APIView):
                         query_norm=normalized_for_column(event["query"]),
                         product_key=event["product"],
                         event=event["event"],
+                        placement=event.get("placement", ""),
+                        position=event.get("position"),
+                        model_version=event.get("version"),
                         session=request.auth.id,
                         voter=request.auth.voter,
                         created_at=now,
@@ -439,6 +469,7 @@ class EventsView(ShopguideView, APIView):
                     for event in events
                 ]
             )
+        after_response(credit_clicks, request.auth, events)  # for a running online comparison
         return Response({"stored": len(stored)}, status=status.HTTP_201_CREATED)
 
 

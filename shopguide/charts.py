@@ -5,8 +5,9 @@ from django.utils.html import format_html, format_html_join
 WIDTH, HEIGHT, PAD = 420, 160, 30
 
 
-def line_chart(values, title=""):
-    """A polyline of ``values`` (e.g. a loss curve), with its first and last value labelled."""
+def line_chart(values, title="", unit="steps"):
+    """A polyline of ``values`` (e.g. a loss curve, one value per ``unit``), with its largest
+    and last value labelled."""
     values = [float(value) for value in values]
     if not values:
         return ""
@@ -19,11 +20,13 @@ def line_chart(values, title=""):
     )
     return format_html(
         '<figure class="shopguide-chart"><figcaption>{}</figcaption>'
-        '<svg width="{}" height="{}" role="img" aria-label="{}">'
+        '<svg width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="{}">'
         '<polyline fill="none" stroke="#417690" stroke-width="1.5" points="{}"/>'
-        '<text x="{}" y="14" font-size="11">{}</text><text x="{}" y="{}" font-size="11">{} steps, last {}</text>'
+        '<text x="{}" y="14" font-size="11">{}</text><text x="{}" y="{}" font-size="11">{} {}, last {}</text>'
         "</svg></figure>",
         title,
+        WIDTH,
+        HEIGHT,
         WIDTH,
         HEIGHT,
         title,
@@ -33,6 +36,7 @@ def line_chart(values, title=""):
         PAD,
         HEIGHT - 8,
         len(values),
+        unit,
         f"{values[-1]:.3f}",
     )
 

@@ -29,7 +29,7 @@ def missing_field(model, setting, path, error_id):
 
 
 REQUIRED_APPS = ("django.contrib.postgres", "rest_framework")
-AUTO_ACTIVATE_CHOICES = ("if_better", "always", "never")
+AUTO_ACTIVATE_CHOICES = ("if_better", "always", "never", "online")
 
 
 def whole_number(value, least):
@@ -91,6 +91,13 @@ VALUE_CHECKS = [
         f"one of {', '.join(map(repr, AUTO_ACTIVATE_CHOICES))}",
         "shopguide.E012",
     ),
+    value_check(
+        "ONLINE_SHARE",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+        "a share of shoppers from 0 to 1",
+        "shopguide.E012",
+    ),
+    value_check("ONLINE_MIN_DECIDED", lambda v: whole_number(v, 1), "a whole number of 1 or more", "shopguide.E012"),
     value_check(
         "VERSIONS_STORAGE",
         lambda v: v == DEFAULTS["VERSIONS_STORAGE"] or v in settings.STORAGES,

@@ -39,8 +39,15 @@ DEFAULTS = {
     # Re-encode a product in the background when it is saved or deleted.
     "RESCORE_ON_SAVE": True,
     # After training: "if_better" activates the new version when it beats the serving one
-    # on the same held-out queries, "always" or "never".
+    # on the same held-out queries, "always" or "never"; "online" compares it with the serving
+    # one on shoppers (below) and activates it once it wins significantly.
     "AUTO_ACTIVATE": "if_better",
+    # Share of shoppers (0 to 1) whose strip interleaves the serving version with a candidate
+    # under online comparison (started by AUTO_ACTIVATE = "online" or from the admin).
+    "ONLINE_SHARE": 0.1,
+    # Decided comparisons (shown lists where one version's products were clicked more) an
+    # online comparison needs before its verdict is acted upon.
+    "ONLINE_MIN_DECIDED": 200,
     # Hours between scheduled retrainings by Celery beat; None: no schedule.
     "RETRAIN_EVERY_HOURS": None,
     # Milliseconds a query may take with the cross-encoder reranking its top candidates (only

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.db import transaction
 
 from .catalog_source import get_catalog_source
+from .insights import forget_sums
 from .ml.text import normalize_query
 from .models import Judgment, SearchEvent
 from .shoppers import keyed_hash
@@ -280,6 +281,7 @@ def store_events(events, keys, progress=None):
         )
         if progress:
             progress("events", min(done * BATCH_SIZE, len(events)), len(events))
+    forget_sums(row["created_at"] for row in events)  # the insights of those days are summed again
     return SearchEvent.objects.count() - before
 
 

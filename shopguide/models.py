@@ -70,8 +70,19 @@ class SearchEvent(QueryNormalizingModel):
         ADD_TO_CART = "add_to_cart", "add to cart"
         PURCHASE = "purchase", "purchase"
 
+    class Placement(models.TextChoices):
+        STRIP = "strip", "shopguide's strip"
+        RESULTS = "results", "the shop's results"
+
     product_key = models.CharField(max_length=64, db_index=True)
     event = models.CharField(max_length=16, choices=Kind.choices)
+    placement = models.CharField(
+        max_length=8, choices=Placement.choices, blank=True, help_text="The list it was shown in (browser events)."
+    )
+    position = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Its place in that list, 1 first.")
+    model_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version that ranked the strip it was shown in."
+    )
     session = models.CharField(max_length=64, blank=True, help_text="The shopper's pseudonymous id.")
     voter = models.CharField(
         max_length=64,
@@ -354,3 +365,105 @@ class RuleProduct(models.Model):
     def __str__(self):
         where = f" at {self.position}" if self.action == self.Action.PIN else ""
         return f"{self.action} {self.product_key}{where}"
+
+
+class DailySearches(models.Model):
+    """How often a normalised query was searched on a day (the shop's ``record_search``) and
+    how often shopguide's strip was shown for it, counted as they happen."""
+
+    day = models.DateField()
+    query_norm = models.CharField("normalised query", max_length=256)
+    searches = models.PositiveIntegerField(default=0)
+    no_results = models.PositiveIntegerField(default=0, help_text="Searches the shop's search answered with nothing.")
+    strips = models.PositiveIntegerField(default=0, help_text="Strips rendered for the query.")
+    unmatched_strips = models.PositiveIntegerField(
+        default=0, help_text="Strips for which nothing matched the query (the shop's popular products stood in)."
+    )
+
+    class Meta:
+        verbose_name_plural = "daily searches"
+        constraints = [models.UniqueConstraint(fields=["day", "query_norm"], name="shopguide_dailysearches_unique")]
+
+
+class DailyEvents(models.Model):
+    """A day's shopper events for a normalised query, summed from ``SearchEvent`` by
+    ``insights.roll_up``: each shopper counts once per query and product, so replaying an
+    event adds nothing. ``model_version``: the version whose strip the shopper saw (None
+    when they saw none)."""
+
+    day = models.DateField()
+    query_norm = models.CharField("normalised query", max_length=256)
+    model_version = models.PositiveIntegerField(null=True)
+    views = models.PositiveIntegerField(default=0, help_text="Shoppers who were shown the strip.")
+    clicked_views = models.PositiveIntegerField(default=0, help_text="Of them, those who clicked in it.")
+    clicks = models.PositiveIntegerField(default=0, help_text="Products clicked in the strip.")
+    positioned_clicks = models.PositiveIntegerField(default=0)
+    click_positions = models.PositiveBigIntegerField(default=0, help_text="Sum of the positioned clicks' places.")
+    carts = models.PositiveIntegerField(default=0, help_text="Products put in a cart after the search.")
+    purchases = models.PositiveIntegerField(default=0, help_text="Products bought after the search.")
+
+    class Meta:
+        verbose_name_plural = "daily events"
+        indexes = [models.Index(fields=["day"])]
+
+
+class RolledUpDay(models.Model):
+    """When a day's ``DailyEvents`` were last summed; a day with none is summed when asked for."""
+
+    day = models.DateField(primary_key=True)
+    rolled_up_at = models.DateTimeField()
+
+
+class OnlineComparison(models.Model):
+    """A candidate version compared with the serving one on shoppers: a share of them
+    (``ONLINE_SHARE``) see both versions' rankings interleaved in the strip (team draft), and
+    their clicks say which version they prefer. See ``online``."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        WON = "won", "won"
+        LOST = "lost", "lost"
+        STOPPED = "stopped", "stopped"
+
+    candidate = models.ForeignKey(RecommenderModel, on_delete=models.CASCADE, related_name="comparisons")
+    serving = models.ForeignKey(RecommenderModel, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    activate_if_better = models.BooleanField(
+        default=False, help_text="Activate the candidate once it wins significantly (AUTO_ACTIVATE = online)."
+    )
+    verdict = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="running"), name="shopguide_one_running_comparison"
+            ),
+        ]
+
+    def __str__(self):
+        return f"v{self.candidate.version} against v{self.serving.version} ({self.status})"
+
+
+class InterleavedList(models.Model):
+    """A strip a shopper was shown during an online comparison: which version contributed
+    each product (``teams``: ``{key: "a" or "b"}``, "a" the serving one), what they clicked
+    and the outcome so far ("a", "b" or "tie")."""
+
+    comparison = models.ForeignKey(OnlineComparison, on_delete=models.CASCADE, related_name="lists")
+    session = models.CharField(max_length=64)
+    voter = models.CharField(max_length=64)
+    query_norm = models.CharField(max_length=256)
+    teams = models.JSONField()
+    clicked = models.JSONField(default=list)
+    outcome = models.CharField(max_length=4, default="tie")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "session", "query_norm"], name="shopguide_interleavedlist_unique"
+            ),
+        ]

@@ -11,10 +11,11 @@ import logging
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import online
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .ml.version_files import VersionFilesError, verify
-from .models import RecommenderModel, TrainingRun
+from .models import OnlineComparison, RecommenderModel, TrainingRun
 from .privacy import forget_user  # noqa: F401  (one of the operations; it lives with the privacy code)
 from .version_storage import delete_version_files
 from .versions import active_model, previous_model
@@ -108,10 +109,19 @@ def after_training(model, policy):
     from .training import activation_verdict
 
     better, comparison = activation_verdict(model)
-    go = policy == "always" or (policy == "if_better" and better)
-    verdict = f"{comparison} {'Activated' if go else 'Not activated'}" + (
-        "." if policy == "if_better" else f' (AUTO_ACTIVATE is "{policy}").'
-    )
+    serving = active_model()
+    if policy == "online" and serving is not None:
+        compare_online(model, activate_if_better=True)
+        verdict = (
+            f"{comparison} Compared online with version {serving.version} on shoppers "
+            '(AUTO_ACTIVATE is "online"): activated once it wins.'
+        )
+        go = False
+    else:
+        go = policy == "always" or (policy in ("if_better", "online") and better)
+        verdict = f"{comparison} {'Activated' if go else 'Not activated'}" + (
+            "." if policy in ("if_better", "online") else f' (AUTO_ACTIVATE is "{policy}").'
+        )
     RecommenderModel.objects.filter(pk=model.pk).update(activation=verdict)
     model.activation = verdict
     if go:
@@ -123,6 +133,41 @@ def activate(model):
     """Rescore the catalogue with ``model`` on the workers, then make it serve. The version's
     files are checked first (``OperationError`` when they changed)."""
     return rescore(model, activate=True)
+
+
+def compare_online(model, activate_if_better=False):
+    """Start comparing ``model`` with the serving version on shoppers (``online``), ending a
+    comparison that runs; with ``activate_if_better`` it is activated once it wins. Returns
+    the ``OnlineComparison``."""
+    model = checked(model)
+    serving = active_model()
+    if serving is None:
+        raise OperationError("No version serves yet: there is nothing to compare with; activate one.")
+    if model.pk == serving.pk:
+        raise OperationError(f"Version {model.version} is the one serving: compare another version with it.")
+    with transaction.atomic():
+        for comparison in OnlineComparison.objects.select_for_update().filter(status=OnlineComparison.Status.RUNNING):
+            online.end(
+                comparison, OnlineComparison.Status.STOPPED, f"Stopped for version {model.version}'s comparison."
+            )
+        return OnlineComparison.objects.create(candidate=model, serving=serving, activate_if_better=activate_if_better)
+
+
+def stop_comparison():
+    """End the running online comparison, if any; return it."""
+    comparison = online.running()
+    if comparison is not None:
+        online.end(comparison, OnlineComparison.Status.STOPPED, "Stopped by staff.")
+    return comparison
+
+
+def decide_comparison():
+    """End the running online comparison when it is decided (``online.decide``), activating a
+    candidate that won when asked to; return the comparison, or None when none runs."""
+    comparison = OnlineComparison.objects.filter(status=OnlineComparison.Status.RUNNING).first()
+    if comparison is not None and online.decide(comparison):
+        activate(comparison.candidate)
+    return comparison
 
 
 def roll_back():

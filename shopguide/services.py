@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
+from . import insights, online
 from .catalog_source import get_catalog_source
 from .conf import shopguide_settings
 from .feedback import most_chosen_products, most_searched_queries, shopper_choices
@@ -109,11 +110,14 @@ class LocalCache:
 
 class Recommendations(list):
     """The ``Recommendation``s of one answer, with the version that ranked them
-    (``model_version``; None when full-text search or the shop's popular products answered)."""
+    (``model_version``; None when full-text search or the shop's popular products answered)
+    and whether anything matched the query (``matched``: False when the shop's popular
+    products stand in)."""
 
-    def __init__(self, items=(), model_version=None):
+    def __init__(self, items=(), model_version=None, matched=True):
         super().__init__(items)
         self.model_version = model_version
+        self.matched = matched
 
 
 @dataclass
@@ -230,6 +234,20 @@ def popular_keys(limit):
     return keys
 
 
+def ranked_with_reasons(normalized, rank):
+    """``[(key, score, (reason, value))]`` of ``rank(normalized)`` (a version's ``Ranked``),
+    best first: the first ``CACHED_DEPTH``, each with the reason the strip gives."""
+    with shopper_choices(normalized) as choices_among:
+        found = rank(normalized)
+        top = found.keys[:CACHED_DEPTH]
+        choices = choices_among(top)
+    stems = word_stems(found.corrected)
+    return [
+        (key, round(1.0 / (place + 1), 4), reason_for(key, normalized, found, choices, stems))
+        for place, key in enumerate(top)
+    ]
+
+
 def ranked_for(normalized, index):
     """``(version, [(key, score, (reason, value))])`` for a normalised query ranked by
     ``index`` (a ``ServingIndex``, or None: full-text search), best first, before any
@@ -239,15 +257,7 @@ def ranked_for(normalized, index):
         keys = search_keys(normalized, CACHED_DEPTH)
         ranked = [(key, round(1.0 / (rank + 1), 4), ("words", normalized)) for rank, key in enumerate(keys)]
     else:
-        with shopper_choices(normalized) as choices_among:
-            found = index.rank(normalized)
-            top = found.keys[:CACHED_DEPTH]
-            choices = choices_among(top)
-        stems = word_stems(found.corrected)
-        ranked = [
-            (key, round(1.0 / (rank + 1), 4), reason_for(key, normalized, found, choices, stems))
-            for rank, key in enumerate(top)
-        ]
+        ranked = ranked_with_reasons(normalized, index.rank)
     if not ranked:
         version, ranked = None, [(key, 0.0, ("popular", "")) for key in popular_keys(MAX_LIMIT)]
     return version, ranked
@@ -270,6 +280,16 @@ def remember_search(request, query):
     session = getattr(request, "session", None)
     if query and session is not None and session.session_key:
         session[LAST_QUERY_SESSION_KEY] = query
+
+
+def record_search(request, query, *, results):
+    """Call from the shop's search view, once per search (not per page of results): keeps the
+    search in the shopper's session for the product pages they open next
+    (``remember_search``) and counts it, and whether the shop's search found nothing
+    (``results``: how many products it found), for the search insights. The count is written
+    after the response has been sent."""
+    remember_search(request, query)
+    after_response(insights.count_search, str(query)[: MAX_QUERY_LENGTH * 4], results)
 
 
 def record_add_to_cart(product, *, request=None, user=None, query=None):
@@ -339,13 +359,15 @@ def normalized_query(query):
     return normalize_query(str(query)[: MAX_QUERY_LENGTH * 4])[:MAX_QUERY_LENGTH]
 
 
-def recommend(query, *, user=None, exclude=(), limit=8):
+def recommend(query, *, user=None, exclude=(), limit=8, request=None):
     """Up to ``limit`` (at most 50) available products for ``query``, best first: a list of
     ``Recommendation(product, score, reason)`` whose ``model_version`` names the version that
     ranked them (None for full-text search). ``exclude``: products or keys to leave out (the
     product on show). When nothing matches, the shop's most chosen products fill the list,
     so it is empty only for an empty query or catalogue. The shop's query rules in effect
-    for ``query`` apply last. ``user`` is accepted for personalisation and not used yet."""
+    for ``query`` apply last. With the shopper's ``request`` (the template tags pass it),
+    a shopper in a running online comparison is shown both versions' rankings interleaved
+    (``online``). ``user`` is accepted for personalisation and not used yet."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     normalized = normalized_query(query)
     if not normalized:
@@ -357,8 +379,20 @@ def recommend(query, *, user=None, exclude=(), limit=8):
         answer = ranked_for(normalized, index)
         after_response(keep, key, answer)
     version, ranked = answer
+    matched = bool(ranked) and ranked[0][2][0] != "popular"
+    interleaving = online.interleaving_for(request, index) if request is not None and version is not None else None
+    teams = None
+    if interleaving is not None:
+        ranked, teams = interleaving.interleave(
+            normalized, ranked, ranked_with_reasons(normalized, interleaving.rank), CACHED_DEPTH
+        )
     ranked = rulebook().apply(normalized, ranked)  # the shop's rules for this search, if any
-    return Recommendations(materialise(ranked, exclude, limit), version)
+    items = materialise(ranked, exclude, limit)
+    if teams is not None:  # products pinned by a rule belong to neither version
+        after_response(
+            interleaving.remember, normalized, {item.key: teams[item.key] for item in items if item.key in teams}
+        )
+    return Recommendations(items, version, matched)
 
 
 def similar_products(product, limit=8):

@@ -5,13 +5,15 @@ to run twice: a run that is no longer queued, or a rescore that is no longer run
 alone.
 """
 
+import datetime
 import logging
 
 from celery import group, shared_task
 from celery.signals import beat_init, worker_ready
 from django.db import OperationalError
+from django.utils import timezone
 
-from . import operations
+from . import insights, operations
 from .conf import shopguide_settings
 from .models import RecommenderModel, TrainingRun
 from .rescoring import build_vector_index, encode_chunk, refresh_product, refresh_products, start_rescore
@@ -115,10 +117,30 @@ def scheduled_train():
         return None
 
 
+@shared_task(name="shopguide.roll_up_insights", acks_late=True)
+def roll_up_insights():
+    """Celery beat's summing of yesterday's and today's events for the search insights, so
+    that the page seldom has to; return how many days were summed."""
+    today = timezone.localdate()
+    return insights.roll_up_period(today - datetime.timedelta(days=1), today)
+
+
+@shared_task(name="shopguide.decide_comparison", acks_late=True)
+def decide_comparison():
+    """Celery beat's look at the running online comparison (every 15 minutes): ended once
+    decided, its candidate activated when it won and was started to be."""
+    comparison = operations.decide_comparison()
+    return None if comparison is None else comparison.status
+
+
 def beat_schedule():
-    """The Celery beat entries shopguide wants: the reconciliation (``RECONCILE_EVERY_MINUTES``)
-    and retraining (``RETRAIN_EVERY_HOURS``, off by default)."""
-    entries = {}
+    """The Celery beat entries shopguide wants: the reconciliation (``RECONCILE_EVERY_MINUTES``),
+    retraining (``RETRAIN_EVERY_HOURS``, off by default), the insights' hourly sums and the
+    online comparison's verdict."""
+    entries = {
+        "shopguide-insights": {"task": "shopguide.roll_up_insights", "schedule": 3600.0},
+        "shopguide-online": {"task": "shopguide.decide_comparison", "schedule": 900.0},
+    }
     minutes, hours = shopguide_settings.RECONCILE_EVERY_MINUTES, shopguide_settings.RETRAIN_EVERY_HOURS
     if minutes:
         entries["shopguide-reconcile"] = {"task": "shopguide.reconcile", "schedule": float(minutes) * 60}

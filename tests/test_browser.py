@@ -307,3 +307,42 @@ def test_staff_pin_and_hide_products_for_a_search_and_shoppers_see_it_at_once(
     answer = shopper.evaluate("fetch('/api/shopguide/recommendations/?q=cordless+drill&limit=50').then(r => r.json())")
     assert hidden.external_id not in [item["product"] for item in answer["results"]]
     shopper.context.close()
+
+
+def test_staff_read_what_shoppers_searched_and_chose_in_the_search_insights(
+    live_server, page, browser, demo_shop, django_user_model
+):
+    from shopguide.models import DailySearches
+
+    shopper = browser.new_context(viewport=SIZES["desktop"]).new_page()
+    shopper.goto(f"{live_server.url}/search/?q=cordless+drill")
+    second = shopper.locator(".shopguide-strip .shopguide-card").nth(1)
+    key = key_of(second.get_attribute("data-shopguide-product"))
+    second.locator("a").click()
+    shopper.wait_for_url(f"**/product/{key}/**")
+    clicked = SearchEvent.objects.filter(event="click", import_key=None, placement="strip")
+    wait_until(lambda: clicked.filter(product_key=key, position=2, query_norm="cordless drill").exists())
+    impressions = SearchEvent.objects.filter(event="impression", import_key=None, query_norm="cordless drill")
+    assert {1, 2, 3} <= set(impressions.filter(placement="strip").values_list("position", flat=True))
+    assert impressions.filter(placement="results", position=1).exists()
+    shopper.goto(f"{live_server.url}/search/?q=unicorn+saddle")  # the demo shop has none
+    wait_until(lambda: DailySearches.objects.filter(query_norm="unicorn saddle", no_results=1).exists())
+    shopper.context.close()
+
+    django_user_model.objects.create_superuser("merchandiser", "m@example.com", "a good password")
+    page.goto(f"{live_server.url}/admin/shopguide/searchevent/")
+    page.fill("input[name=username]", "merchandiser")
+    page.fill("input[name=password]", "a good password")
+    page.click("input[type=submit]")
+    page.click("text=Search insights")
+    expect(page.locator("#insights-searches dd")).to_have_text("2")
+    expect(page.locator("#insights-no-results dd")).to_have_text("50.0%")
+    # The strip was seen on three pages (both searches, and the product page opened from it), by
+    # a shopper without a session: each page names them anew. One of those views had a click.
+    expect(page.locator("#insights-views dd")).to_have_text("3")
+    expect(page.locator("#insights-click-through dd")).to_have_text("33.3%")
+    expect(page.locator("#insights-position dd")).to_have_text("2.00")
+    expect(page.locator("#insights-no-results tbody th")).to_have_text(["unicorn saddle"])
+    top = page.locator("#insights-top tbody th").all_inner_texts()
+    assert sorted(top) == ["cordless drill", "unicorn saddle"]
+    screenshots(page, "staff-search-insights")

@@ -11,7 +11,7 @@ from django.test import Client
 
 from catalog.models import Product, SearchLog
 from config.celery import app as celery_app
-from shopguide.models import RecommenderModel, SearchEvent, TrainingRun
+from shopguide.models import InterleavedList, OnlineComparison, RecommenderModel, SearchEvent, TrainingRun
 from shopguide.services import recommend, record_purchase
 from shopguide.serving import ServingIndex
 from shopguide.shoppers import read_token, shopper_id_for
@@ -42,9 +42,14 @@ def test_forget_user_deletes_their_events_and_search_history(django_user_model):
         )
     assert SearchEvent.objects.count() == 5
     Client().get("/search/", {"q": "hose"})  # another shopper's search
+    versions = [RecommenderModel.objects.create(version=n, base_model="m", artifact_path=f"v{n}") for n in (1, 2)]
+    comparison = OnlineComparison.objects.create(candidate=versions[1], serving=versions[0])
+    for session in (shopper_id_for(key), shopper_id_for("someone-else")):
+        InterleavedList.objects.create(comparison=comparison, session=session, voter="v", query_norm="drill", teams={})
 
     call_command("shopguide_forget_user", "ann", verbosity=0)
     assert SearchEvent.objects.count() == 2 and not SearchEvent.objects.filter(session=shopper_id_for(key)).exists()
+    assert list(InterleavedList.objects.values_list("session", flat=True)) == [shopper_id_for("someone-else")]
     assert list(SearchLog.objects.values_list("query", flat=True)) == ["hose"]
 
 

@@ -201,9 +201,13 @@ def test_the_reconciliation_finds_what_changed_without_a_signal(products, client
 def test_the_reconciliation_is_on_the_schedule_by_default(settings):
     from shopguide.tasks import beat_schedule
 
-    assert beat_schedule() == {"shopguide-reconcile": {"task": "shopguide.reconcile", "schedule": 300.0}}
+    insights = {
+        "shopguide-insights": {"task": "shopguide.roll_up_insights", "schedule": 3600.0},
+        "shopguide-online": {"task": "shopguide.decide_comparison", "schedule": 900.0},
+    }
+    assert beat_schedule() == {"shopguide-reconcile": {"task": "shopguide.reconcile", "schedule": 300.0}, **insights}
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "RECONCILE_EVERY_MINUTES": None}
-    assert beat_schedule() == {}
+    assert beat_schedule() == insights
 
 
 def test_a_mistyped_query_is_corrected_against_the_catalogue(products):

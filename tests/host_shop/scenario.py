@@ -1,13 +1,15 @@
 """A shop that is not the demo adopts shopguide through its documented surface only, end to end:
 check, migrate, import its judgments (an export naming an item that is gone), the beat schedule
 of its own Celery app, a training on a real worker of that app, the strip in its own price
-format, the API in its own ids, and a stock sync by ``update()`` caught by the reconciliation.
+format, the API in its own ids, its searches and events in the search insights, and a stock
+sync by ``update()`` caught by the reconciliation.
 
 Run by ``tests/test_host_shop.py`` in a process of its own (its own settings, database, queues);
 exits non-zero at the first broken promise.
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,10 +26,12 @@ from celery.beat import Service  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.template import Context, Template  # noqa: E402
 from django.test import Client, RequestFactory  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
 from shopguide import operations  # noqa: E402
+from shopguide.insights import insights  # noqa: E402
 from shopguide.models import Judgment, ProductVector, QueryRule, RuleProduct, TrainingRun  # noqa: E402
-from shopguide.services import recommend  # noqa: E402
+from shopguide.services import recommend, record_search  # noqa: E402
 from shopguide.versions import active_model  # noqa: E402
 from tests.host_shop.celery import app  # noqa: E402
 from tests.host_shop.store.models import Department, Item  # noqa: E402
@@ -124,6 +128,26 @@ def main():
         assert "K-100" not in [row["product"] for row in api("bolliator", exclude="K-100")]
         assert model.folder.is_relative_to(bucket.parent / (bucket.name + "-copies"))  # this process's copy
         step("the strip and the API speak its own prices and ids")
+
+        record_search(RequestFactory().get("/find/"), "Bolliator", results=0)  # its own search view's call
+        token = re.search(r'data-shopguide-token="([^"]+)"', html).group(1)
+        assert f'data-shopguide-version="{model.version}"' in html, html
+        shown = {
+            "query": "bolliator",
+            "product": "K-100",
+            "placement": "strip",
+            "position": 1,
+            "version": model.version,
+        }
+        posted = Client().post(
+            "/api/shopguide/events/", [shown | {"event": "impression"}, shown | {"event": "click"}],
+            content_type="application/json", HTTP_X_SHOPGUIDE_TOKEN=token,
+        )  # fmt: skip
+        assert posted.status_code == 201, posted.content
+        today = insights(timezone.localdate(), timezone.localdate())
+        assert (today.totals.searches, today.totals.no_results, today.totals.strips) == (1, 1, 1), today.totals
+        assert [(row.version, row.views, row.clicked_views) for row in today.versions] == [(model.version, 1, 1)]
+        step("its searches and the strip's views and clicks, in its own ids, show in the search insights")
 
         featured = Item.objects.exclude(sku="K-100").order_by("sku").first()
         rule = QueryRule.objects.create(query="Bolliator ", match=QueryRule.Match.CONTAINS)

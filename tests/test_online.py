@@ -144,6 +144,7 @@ def test_one_outcome_counts_per_voter_and_query_the_first_list_shown(products):
     assert not result.significant
 
 
+@needs_torch  # the winner is rescored in, here in this process (a worker's job)
 def test_a_candidate_that_wins_is_activated_once_the_verdict_holds(products, settings, eager_celery):
     settings.SHOPGUIDE = {**settings.SHOPGUIDE, "ONLINE_MIN_DECIDED": 100}
     serving, new = active_model(), candidate()

@@ -15,7 +15,7 @@ from shopguide.models import InterleavedList, OnlineComparison, RecommenderModel
 from shopguide.services import recommend
 from shopguide.serving import ServingIndex
 from shopguide.versions import active_model
-from tests.conftest import train, trained_slang_shop
+from tests.conftest import needs_torch, train, trained_slang_shop
 from tests.slang_shop import SLANG
 
 pytestmark = pytest.mark.serving

@@ -299,7 +299,10 @@ class EventSerializer(serializers.Serializer):
         min_value=1, max_value=MAX_POSITION, required=False, help_text="Its place in that list, 1 first."
     )
     version = serializers.IntegerField(
-        min_value=1, required=False, help_text="The version that ranked the strip (its data-shopguide-version)."
+        min_value=1,
+        max_value=2**31 - 1,
+        required=False,
+        help_text="The version that ranked the strip (its data-shopguide-version).",
     )
 
 

@@ -323,10 +323,12 @@ def test_staff_read_what_shoppers_searched_and_chose_in_the_search_insights(
     clicked = SearchEvent.objects.filter(event="click", import_key=None, placement="strip")
     wait_until(lambda: clicked.filter(product_key=key, position=2, query_norm="cordless drill").exists())
     impressions = SearchEvent.objects.filter(event="impression", import_key=None, query_norm="cordless drill")
-    assert {1, 2, 3} <= set(impressions.filter(placement="strip").values_list("position", flat=True))
-    assert impressions.filter(placement="results", position=1).exists()
+    wait_until(lambda: {1, 2, 3} <= set(impressions.filter(placement="strip").values_list("position", flat=True)))
+    wait_until(lambda: impressions.filter(placement="results", position=1).exists())
     shopper.goto(f"{live_server.url}/search/?q=unicorn+saddle")  # the demo shop has none
     wait_until(lambda: DailySearches.objects.filter(query_norm="unicorn saddle", no_results=1).exists())
+    strip_views = SearchEvent.objects.filter(event="impression", placement="strip", import_key=None)
+    wait_until(lambda: strip_views.values("session", "query_norm").distinct().count() == 3)  # the events of all 3 pages
     shopper.context.close()
 
     django_user_model.objects.create_superuser("merchandiser", "m@example.com", "a good password")

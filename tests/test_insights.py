@@ -172,6 +172,10 @@ def test_events_say_which_list_which_place_and_which_version(products):
         ({"position": "first"}, "position"),
         ({"version": 99}, "version"),  # no such version
         ({"version": -1}, "version"),
+        ({"version": 10**30}, "version"),
+        ({"position": 10**30}, "position"),
+        ({"version": True}, "version"),
+        ({"position": 2.5}, "position"),
         ({"version": None}, "version"),
     ):
         response = post_events([shown, shown | bad])

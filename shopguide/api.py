@@ -50,7 +50,7 @@ from .services import (
 from .shoppers import TOKEN_HEADER, InvalidToken, Shopper, client_address, read_token
 
 MAX_EVENTS_PER_REQUEST = 100
-MAX_POSITION = 1000  # places in a list an event may name
+MAX_POSITION = 32767  # places in a list an event may name (the column's range)
 MAX_BODY = 128 * 1024  # bytes: 100 events with the longest fields fit
 MAX_EXCLUDED = 50
 

@@ -160,6 +160,15 @@ def check_deployment():
                 id="shopguide.W003",
             )
         )
+    if shopguide_settings.AUTO_ACTIVATE == "online" and shopguide_settings.ONLINE_SHARE == 0:
+        warnings.append(
+            Warning(
+                'AUTO_ACTIVATE is "online" but ONLINE_SHARE is 0: no shopper is shown a new version, so none is '
+                "ever activated.",
+                hint='Set SHOPGUIDE["ONLINE_SHARE"] above 0 (0.1: one shopper in ten), or another AUTO_ACTIVATE.',
+                id="shopguide.W004",
+            )
+        )
     return warnings
 
 
@@ -175,6 +184,14 @@ def check_settings(app_configs=None, **kwargs):
         if name not in DEFAULTS
     ]
     errors += [error for check in VALUE_CHECKS for error in check()] + check_base_model() + check_deployment()
+    if not settings.USE_TZ:
+        errors.append(
+            Error(
+                "shopguide needs USE_TZ = True: events, versions and the search insights' days are stored as "
+                "moments in time.",
+                id="shopguide.E015",
+            )
+        )
     missing = [app for app in REQUIRED_APPS if not apps.is_installed(app)]
     if missing:
         errors.append(

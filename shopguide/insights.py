@@ -110,7 +110,9 @@ def stale_days(first, last):
 
     def fresh(day):
         moment = done.get(day)
-        return moment is not None and (moment >= day_bounds(day)[1] or (day == today and now - moment < FRESH_FOR))
+        # A day is final once summed FRESH_FOR after its end: events of its last moments may
+        # still have been committing when it ended.
+        return moment is not None and (moment >= day_bounds(day)[1] + FRESH_FOR or now - moment < FRESH_FOR)
 
     return [day for day in days if not fresh(day)]
 
@@ -242,7 +244,10 @@ def insights(first, last, rows=20):
 
     def ranked(model, order, having):
         sums = SEARCH_SUMS if model is DailySearches else EVENT_SUMS
-        grouped = model.objects.filter(day__range=(first, last)).values("query_norm").annotate(**sums).filter(having)
+        rows_ = model.objects.filter(day__range=(first, last))
+        if model is DailyEvents:  # queries the shop searched or showed a strip for, not any text an event names
+            rows_ = rows_.filter(query_norm__in=searches.values("query_norm"))
+        grouped = rows_.values("query_norm").annotate(**sums).filter(having)
         queries = [row["query_norm"] for row in grouped.order_by(*order, "query_norm")[:rows]]
         figures = query_figures(first, last, queries)
         return [figures[query] for query in queries]

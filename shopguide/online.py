@@ -7,15 +7,18 @@ by comparison, shopper and query: a shopper sees the same list for a query each 
 list is stored after the response; each click the shopper's page then reports in the strip
 is credited to the version that contributed the product (``credit_clicks``).
 
-What counts is one outcome per voter (one per client network: see ``shoppers``) and query,
-the first list shown: a stranger sways at most one outcome per query, however many tokens or
-clicks they send. Checking the verdict as outcomes come in ("peeking") makes a false winner
-likelier than the 5% of one look, which is why nothing is acted upon before
-``ONLINE_MIN_DECIDED`` decided comparisons.
+Only shoppers with a session take part: their identity, and so their list, holds from page to
+page. Each voter (one per client network: see ``shoppers``) has one vote, the version that won
+more of the queries it searched (for each query the first list shown): a stranger sways one
+vote, however many queries, tokens or clicks they send. Checking the verdict as votes come in
+("peeking") makes a false winner likelier than the 5% of one look, which is why nothing is
+acted upon before ``ONLINE_MIN_DECIDED`` decided votes.
 
 The candidate ranks in each web process with its own vectors of the serving catalogue (those
 its training stored; products changed since are encoded), loaded in the background on first
-need: until it is loaded, and for the other shoppers, the serving version's list is shown.
+need: until it is loaded, and for the other shoppers, the serving version's list is shown. A
+candidate that cannot be loaded in a web process (a reranker or no ONNX export, where the web
+install has no torch) ends the comparison, with the reason on its page.
 """
 
 import logging
@@ -23,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -102,11 +105,25 @@ class CandidateRankings:
         return ranking
 
     @classmethod
+    def load_or_stop(cls, comparison, index):
+        """``load``, or, where this process cannot load the candidate, end the comparison with
+        the reason (it would fail in every web process alike); return the ranking or None."""
+        try:
+            return cls.load(comparison, index)
+        except Exception as exc:
+            logger.exception("Version %s cannot be compared online: its ranking failed to load.", comparison.candidate)
+            end(
+                comparison,
+                OnlineComparison.Status.STOPPED,
+                f"Stopped: a web process could not load version {comparison.candidate.version}'s ranking "
+                f"({type(exc).__name__}: {exc}).",
+            )
+            return None
+
+    @classmethod
     def _load_in_background(cls, comparison, index):
         try:
-            cls.load(comparison, index)
-        except Exception:
-            logger.exception("Version %s cannot be compared online: its ranking failed to load.", comparison.candidate)
+            cls.load_or_stop(comparison, index)
         finally:
             with cls._lock:
                 cls._loading.discard(comparison.pk)
@@ -128,7 +145,9 @@ class Interleaving:
     alive: set  # products that may be recommended
 
     def rank(self, normalized):
-        return self.ranking.rank(normalized, keep=self.alive)
+        """The candidate's ``Ranked`` for ``normalized``, reranked within the serving budget."""
+        budget = (shopguide_settings.RERANK_BUDGET_MS or 0) / 1000
+        return self.ranking.rank(normalized, keep=self.alive, rerank_budget=budget)
 
     def interleave(self, normalized, serving_rows, candidate_rows, limit):
         """``(rows, teams)``: the team-draft list of both versions' rows (each row as the
@@ -168,8 +187,13 @@ def interleaving_for(request, index):
     """The ``Interleaving`` for the shopper of ``request`` when a comparison with ``index``'s
     version runs, the shopper is in its share and the candidate's ranking is loaded; else None."""
     comparison = running()
-    if comparison is None or index is None or comparison.serving_id != index.model.pk:
+    if comparison is None:
+        CandidateRankings.reset()  # a comparison that ended leaves no ranking in memory
         return None
+    if index is None or comparison.serving_id != index.model.pk:
+        return None
+    if not getattr(getattr(request, "session", None), "session_key", None):
+        return None  # without a session a shopper is someone new on every page
     shopper = read_token(shopper_token(request))  # the shopper the page's events will name
     if not in_share(comparison, shopper.id):
         return None
@@ -186,39 +210,46 @@ def credit_clicks(shopper, events):
             clicks.setdefault(normalized_for_column(event["query"]), set()).add(event["product"])
     if not clicks:
         return
-    shown = InterleavedList.objects.filter(
-        comparison__status=OnlineComparison.Status.RUNNING, session=shopper.id, query_norm__in=list(clicks)
-    )
-    for shown_list in shown:
-        clicked = sorted(
-            set(shown_list.clicked) | {key for key in clicks[shown_list.query_norm] if key in shown_list.teams}
+    with transaction.atomic():  # two pages' clicks at once: the second waits, then adds to the first
+        shown = InterleavedList.objects.select_for_update(of=("self",)).filter(
+            comparison__status=OnlineComparison.Status.RUNNING, session=shopper.id, query_norm__in=list(clicks)
         )
-        if clicked != shown_list.clicked:
-            shown_list.clicked, shown_list.outcome = clicked, credit(shown_list.teams, clicked)
-            shown_list.save(update_fields=["clicked", "outcome"])
+        for shown_list in shown:
+            wanted = {key for key in clicks[shown_list.query_norm] if key in shown_list.teams}
+            clicked = sorted(set(shown_list.clicked) | wanted)
+            if clicked != shown_list.clicked:
+                shown_list.clicked, shown_list.outcome = clicked, credit(shown_list.teams, clicked)
+                shown_list.save(update_fields=["clicked", "outcome"])
+
+
+STANDING_SQL = """
+    WITH first_lists AS (  -- each voter's first list of each query
+        SELECT DISTINCT ON (voter, query_norm) voter, outcome FROM {lists}
+        WHERE comparison_id = %s ORDER BY voter, query_norm, created_at, id
+    )
+    SELECT CASE WHEN count(*) FILTER (WHERE outcome = 'b') > count(*) FILTER (WHERE outcome = 'a') THEN 'b'
+                WHEN count(*) FILTER (WHERE outcome = 'a') > count(*) FILTER (WHERE outcome = 'b') THEN 'a'
+                ELSE 'tie' END
+    FROM first_lists GROUP BY voter
+"""
 
 
 def standing(comparison):
-    """The ``ml.interleaving.Comparison`` of ``comparison`` so far: the candidate's wins,
-    losses and ties, one per voter and query (the first list shown)."""
+    """The ``ml.interleaving.Comparison`` of ``comparison`` so far, one vote per voter: the
+    version that won more of the voter's queries (each query's first list), else a tie."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT DISTINCT ON (voter, query_norm) outcome FROM {InterleavedList._meta.db_table} "
-            "WHERE comparison_id = %s ORDER BY voter, query_norm, created_at, id",
-            [comparison.pk],
-        )
-        return compare(outcome for (outcome,) in cursor.fetchall())
+        cursor.execute(STANDING_SQL.format(lists=InterleavedList._meta.db_table), [comparison.pk])
+        return compare(vote for (vote,) in cursor.fetchall())
 
 
 def describe(result):
-    """A merchandiser's sentence for a ``Comparison``."""
+    """A merchandiser's sentence for a ``Comparison`` of voters' votes."""
     if result.interval is None:
-        return f"No decided comparison yet ({result.ties} lists shown, none with more clicks on one side)."
+        return f"No decided vote yet ({result.ties} shoppers' networks were shown both, none preferring one)."
     low, high = result.interval
     return (
-        f"The candidate won {result.wins}, lost {result.losses}, tied {result.ties}: "
-        f"{result.share:.1%} of the decided comparisons (95% interval {low:.1%}–{high:.1%}); "
-        f"{result.verdict}."
+        f"The candidate won {result.wins} votes, lost {result.losses}, tied {result.ties} (one per network): "
+        f"{result.share:.1%} of the decided votes (95% interval {low:.1%}–{high:.1%}); {result.verdict}."
     )
 
 
@@ -236,10 +267,16 @@ def decide(comparison):
     if result.decided < shopguide_settings.ONLINE_MIN_DECIDED or not result.significant:
         return False
     won = result.verdict == "better"
-    end(comparison, OnlineComparison.Status.WON if won else OnlineComparison.Status.LOST, describe(result))
-    return won and comparison.activate_if_better
+    ended = end(comparison, OnlineComparison.Status.WON if won else OnlineComparison.Status.LOST, describe(result))
+    return ended and won and comparison.activate_if_better
 
 
 def end(comparison, status, verdict):
-    comparison.status, comparison.verdict, comparison.ended_at = status, verdict, timezone.now()
-    comparison.save(update_fields=["status", "verdict", "ended_at"])
+    """End ``comparison`` with ``status`` and ``verdict`` unless it has ended already (another
+    process decided it); return whether this call ended it."""
+    ended = OnlineComparison.objects.filter(pk=comparison.pk, status=OnlineComparison.Status.RUNNING).update(
+        status=status, verdict=verdict, ended_at=timezone.now()
+    )
+    comparison.refresh_from_db()
+    forget()
+    return bool(ended)

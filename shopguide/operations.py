@@ -267,11 +267,16 @@ def reconcile():
 
 def prunable(keep=None):
     """The ready versions whose files the retention rule lets go: all but the active one, the
-    previous one, the newest (it may be on its way to serving) and the ``keep`` newest others
-    (default ``KEEP_VERSIONS``)."""
+    previous one, the newest (it may be on its way to serving), the candidate of a running
+    online comparison and the ``keep`` newest others (default ``KEEP_VERSIONS``)."""
     keep = shopguide_settings.KEEP_VERSIONS if keep is None else keep
     ready = RecommenderModel.objects.filter(status=RecommenderModel.Status.READY)
-    spared = {model.pk for model in (active_model(), previous_model(), ready.first()) if model is not None}
+    compared = OnlineComparison.objects.filter(status=OnlineComparison.Status.RUNNING).first()
+    spared = {
+        model.pk
+        for model in (active_model(), previous_model(), ready.first(), compared and compared.candidate)
+        if model is not None
+    }
     return list(ready.exclude(pk__in=spared).order_by("-version")[keep:])
 
 

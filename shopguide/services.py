@@ -384,15 +384,26 @@ def recommend(query, *, user=None, exclude=(), limit=8, request=None):
     teams = None
     if interleaving is not None:
         ranked, teams = interleaving.interleave(
-            normalized, ranked, ranked_with_reasons(normalized, interleaving.rank), CACHED_DEPTH
+            normalized, ranked, candidate_rows(normalized, key, interleaving), CACHED_DEPTH
         )
     ranked = rulebook().apply(normalized, ranked)  # the shop's rules for this search, if any
     items = materialise(ranked, exclude, limit)
-    if teams is not None:  # products pinned by a rule belong to neither version
-        after_response(
-            interleaving.remember, normalized, {item.key: teams[item.key] for item in items if item.key in teams}
-        )
+    if teams is not None:
+        pinned = {row[0] for row in ranked if row[2][0] == "featured"}  # the shop's choice: neither version's
+        shown = {item.key: teams[item.key] for item in items if item.key in teams and item.key not in pinned}
+        after_response(interleaving.remember, normalized, shown)
     return Recommendations(items, version, matched)
+
+
+def candidate_rows(normalized, serving_key, interleaving):
+    """The rows of the candidate under online comparison for ``normalized``, cached beside the
+    serving version's answer (under ``serving_key``'s serving state)."""
+    key = f"{serving_key}:candidate:{interleaving.comparison.candidate.version}"
+    rows = cached(key)
+    if rows is None:
+        rows = ranked_with_reasons(normalized, interleaving.rank)
+        after_response(keep, key, rows)
+    return rows
 
 
 def similar_products(product, limit=8):

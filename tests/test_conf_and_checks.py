@@ -93,6 +93,8 @@ def test_every_setting_is_checked_for_its_type_and_range():
         QUERY_ENCODER="torch",
         MIN_SHOPPERS=1,
         SHOPPER_TOKEN_MAX_AGE=600,
+        ONLINE_SHARE=1,
+        ONLINE_MIN_DECIDED=50,
     )
     assert error_ids(**VALID, **good) == []
     for name, wrong in (
@@ -108,6 +110,9 @@ def test_every_setting_is_checked_for_its_type_and_range():
         ("RESCORE_ON_SAVE", "yes"),
         ("AUTO_ACTIVATE", "sometimes"),
         ("QUERY_ENCODER", "onnx"),
+        ("ONLINE_SHARE", 1.5),
+        ("ONLINE_SHARE", "10%"),
+        ("ONLINE_MIN_DECIDED", 0),
     ):
         with override_settings(SHOPGUIDE={**VALID, name: wrong}):
             (error,) = check_settings()
@@ -151,3 +156,10 @@ def test_processes_that_would_not_share_versions_or_answers_are_warned_about(set
     assert error_ids(**VALID) == []
     settings.CACHES = {**settings.CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert error_ids(**VALID) == ["shopguide.W003"]
+
+
+def test_an_online_comparison_that_can_never_end_and_naive_times_are_reported(settings):
+    assert error_ids(**VALID, AUTO_ACTIVATE="online") == []
+    assert error_ids(**VALID, AUTO_ACTIVATE="online", ONLINE_SHARE=0) == ["shopguide.W004"]
+    settings.USE_TZ = False
+    assert error_ids(**VALID) == ["shopguide.E015"]

@@ -168,7 +168,7 @@ def test_events_say_which_list_which_place_and_which_version(products):
     for bad, field in (
         ({"placement": "banner"}, "placement"),
         ({"position": 0}, "position"),
-        ({"position": 1001}, "position"),
+        ({"position": 32768}, "position"),
         ({"position": "first"}, "position"),
         ({"version": 99}, "version"),  # no such version
         ({"version": -1}, "version"),
@@ -230,3 +230,25 @@ def test_the_insights_page_shows_the_period_to_staff_with_view_permission(seeded
     assert other.get(INSIGHTS).status_code == 200
     assert Client().get(INSIGHTS).status_code == 302  # to the login page
     assert staff_client.get("/admin/shopguide/searchevent/").content.decode().count(INSIGHTS) == 1
+
+
+def test_the_lists_of_queries_name_only_what_the_shop_searched_or_showed(seeded, monkeypatch):
+    monkeypatch.setattr(insights, "MIN_VIEWS", 1)
+    SearchEvent.objects.bulk_create(
+        [event(YESTERDAY, f"x{n}", "buy cheap pills here", "A", "impression", position=1) for n in range(20)]
+    )  # a stranger's made-up query: counted in the totals, named in no list
+    report = insights.insights(YESTERDAY, TODAY)
+    assert report.totals.views == 25
+    named = report.top_queries + report.unclicked_queries + report.worst_click_through
+    assert "buy cheap pills here" not in {row.query for row in named}
+
+
+def test_a_strip_that_cannot_be_counted_still_shows(products, monkeypatch, caplog):
+    from django.template import Context, Template
+
+    def fails(query, matched):
+        raise RuntimeError("no insights table yet")
+
+    monkeypatch.setattr("shopguide.templatetags.shopguide.count_strip", fails)
+    html = Template("{% load shopguide %}{% shopguide_recommendations 'garden hose' %}").render(Context({}))
+    assert "Garden hose, 50 ft" in html and "was not counted" in caplog.text

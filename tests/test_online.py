@@ -100,7 +100,9 @@ def test_a_shopper_in_the_share_sees_both_versions_interleaved_and_clicks_credit
     click(shopper, token, word, by_key[from_a])
     shown_list.refresh_from_db()
     assert shown_list.outcome == "tie"
-    other, other_token = Client(), strip_of(Client(), word)[1]
+    other = Client()
+    other.session.save()
+    other_token = strip_of(other, word)[1]
     click(other, other_token, word, by_key[from_a])  # another shopper's click is theirs alone
     shown_list.refresh_from_db()
     assert sorted(shown_list.clicked) == sorted([from_a, from_b]) and shown_list.outcome == "tie"
@@ -136,12 +138,23 @@ def seed_outcomes(comparison, outcomes, repeats=1):
     InterleavedList.objects.bulk_create(rows)
 
 
-def test_one_outcome_counts_per_voter_and_query_the_first_list_shown(products):
+def test_each_network_has_one_vote_its_majority_over_the_first_list_of_each_query(products):
     comparison = operations.compare_online(candidate())
     seed_outcomes(comparison, ["b"] * 6 + ["a"] * 3 + ["tie"] * 2, repeats=4)
     result = online.standing(comparison)
     assert (result.wins, result.losses, result.ties) == (6, 3, 2)
     assert not result.significant
+    # One network that searches 200 queries and clicks the candidate's products in each: one vote.
+    InterleavedList.objects.bulk_create(
+        InterleavedList(comparison=comparison, session="x", voter="one-network", query_norm=f"q{n}", teams={},
+                        outcome="b")
+        for n in range(200)
+    )  # fmt: skip
+    InterleavedList.objects.bulk_create(
+        InterleavedList(comparison=comparison, session="y", voter="split", query_norm=f"q{n}", teams={}, outcome=side)
+        for n, side in enumerate(["a", "b", "b", "tie"])
+    )
+    assert online.standing(comparison) == online.compare(["b"] * 8 + ["a"] * 3 + ["tie"] * 2)
 
 
 @needs_torch  # the winner is rescored in, here in this process (a worker's job)
@@ -162,7 +175,7 @@ def test_a_candidate_that_wins_is_activated_once_the_verdict_holds(products, set
     )  # fmt: skip
     assert operations.decide_comparison().status == "won"
     comparison.refresh_from_db()
-    assert comparison.verdict.startswith("The candidate won 80, lost 40, tied 0: 66.7%")
+    assert comparison.verdict.startswith("The candidate won 80 votes, lost 40, tied 0 (one per network): 66.7%")
     assert active_model() == new  # rescored in (eager tasks) and serving
     operations.activate(serving)  # leave the module's shop as it was
 
@@ -205,3 +218,50 @@ def test_staff_start_follow_and_stop_a_comparison_in_the_admin(products, staff_c
     assert OnlineComparison.objects.get().status == "running"  # a stranger is sent to the login page
     staff_client.post(changelist, {"action": "stop_comparison", "_selected_action": [new.pk]})
     assert OnlineComparison.objects.get().status == "stopped"
+
+
+def test_a_pinned_product_is_credited_to_neither_version_and_a_shopper_without_a_session_is_not_compared(products):
+    from shopguide.models import QueryRule, RuleProduct
+
+    comparison = compared()
+    word = sorted(SLANG)[0]
+    pinned = products[SLANG[sorted(SLANG)[1]]]
+    rule = QueryRule.objects.create(query=word)
+    RuleProduct.objects.create(rule=rule, product_key=str(pinned.pk), action="pin", position=1)
+    online.forget()
+    from shopguide.rules import forget as forget_rules
+
+    forget_rules()
+    shopper = Client()
+    shopper.session.save()
+    shown, _ = strip_of(shopper, word)
+    assert shown[0] == pinned.external_id
+    shown_list = InterleavedList.objects.get(comparison=comparison)
+    assert str(pinned.pk) not in shown_list.teams and len(shown_list.teams) == len(shown) - 1
+
+    strip_of(Client(), word)  # no session: the serving list, nothing stored
+    assert InterleavedList.objects.count() == 1
+
+
+def test_a_candidate_that_a_web_process_cannot_load_ends_its_comparison_with_the_reason(products, monkeypatch):
+    import shopguide.versions
+
+    comparison = operations.compare_online(candidate())
+
+    def fails(*args, **kwargs):
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr(shopguide.versions, "version_ranking", fails)
+    assert online.CandidateRankings.load_or_stop(comparison, ServingIndex.get(wait=True)) is None
+    comparison.refresh_from_db()
+    assert comparison.status == "stopped" and "could not load version 2's ranking" in comparison.verdict
+    assert "No module named 'torch'" in comparison.verdict
+    assert online.running() is None
+
+
+def test_a_decided_comparison_is_not_ended_again(products):
+    comparison = operations.compare_online(candidate())
+    assert online.end(comparison, OnlineComparison.Status.WON, "won fair and square")
+    assert not online.end(comparison, OnlineComparison.Status.STOPPED, "Stopped by staff.")
+    comparison.refresh_from_db()
+    assert (comparison.status, comparison.verdict) == ("won", "won fair and square")

@@ -53,7 +53,10 @@ def safe_recommend(context, query, limit, exclude):
     except Exception:
         logger.exception("Recommendations for %r failed; the page shows none.", query)
         products = []
-    after_response(count_strip, query, bool(products) and getattr(products, "matched", True))
+    try:
+        after_response(count_strip, query, bool(products) and getattr(products, "matched", True))
+    except Exception:  # outside a request the count is written now, and may fail: the strip shows all the same
+        logger.exception("The strip for %r was not counted.", query)
     return products
 
 

@@ -214,12 +214,18 @@ class RecommenderModelAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, done(result))
 
+    def only_version(self, request, queryset, warning):
+        """The one version selected, or None with ``warning`` told to the user."""
+        if queryset.count() != 1:
+            self.message_user(request, warning, messages.WARNING)
+            return None
+        return queryset.get()
+
     @admin.action(description=_lazy("Activate (rescore the catalogue with it, then serve it)"), permissions=["change"])
     def activate_versions(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, _("Select exactly one version to activate."), messages.WARNING)
+        model = self.only_version(request, queryset, _("Select exactly one version to activate."))
+        if model is None:
             return
-        model = queryset.get()
         self.run_action(
             request,
             lambda: operations.activate(model),
@@ -228,10 +234,9 @@ class RecommenderModelAdmin(admin.ModelAdmin):
 
     @admin.action(description=_lazy("Compare online with the serving version"), permissions=["change"])
     def compare_online(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, _("Select exactly one version to compare."), messages.WARNING)
+        model = self.only_version(request, queryset, _("Select exactly one version to compare."))
+        if model is None:
             return
-        model = queryset.get()
         self.run_action(
             request,
             lambda: operations.compare_online(model),

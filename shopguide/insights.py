@@ -210,13 +210,14 @@ EVENT_SUMS = {
     f"sum_{name}": Sum(name)
     for name in ("views", "clicked_views", "clicks", "positioned_clicks", "click_positions", "carts", "purchases")
 }
+SUMS = {DailySearches: SEARCH_SUMS, DailyEvents: EVENT_SUMS}  # each daily table and what is summed of it
 
 
 def query_figures(first, last, queries):
     """``{query: QueryFigures}`` for ``queries`` over ``first..last``, both tables summed."""
     figures = {query: QueryFigures(query=query) for query in queries}
     period = Q(day__range=(first, last), query_norm__in=list(figures))
-    for model, sums in ((DailySearches, SEARCH_SUMS), (DailyEvents, EVENT_SUMS)):
+    for model, sums in SUMS.items():
         for row in model.objects.filter(period).values("query_norm").annotate(**sums).order_by():
             figures[row.pop("query_norm")].add(row)
     return figures
@@ -232,7 +233,7 @@ def insights(first, last, rows=20):
     distinct_queries = searches.filter(searches__gt=0).values("query_norm").distinct().count()
 
     by_day = {first + datetime.timedelta(days=n): Figures() for n in range((last - first).days + 1)}
-    for model, sums in ((DailySearches, SEARCH_SUMS), (DailyEvents, EVENT_SUMS)):
+    for model, sums in SUMS.items():
         for row in model.objects.filter(day__range=(first, last)).values("day").annotate(**sums).order_by():
             by_day[row.pop("day")].add(row)
     versions = [
@@ -243,11 +244,10 @@ def insights(first, last, rows=20):
     ]
 
     def ranked(model, order, having):
-        sums = SEARCH_SUMS if model is DailySearches else EVENT_SUMS
         rows_ = model.objects.filter(day__range=(first, last))
         if model is DailyEvents:  # queries the shop searched or showed a strip for, not any text an event names
             rows_ = rows_.filter(query_norm__in=searches.values("query_norm"))
-        grouped = rows_.values("query_norm").annotate(**sums).filter(having)
+        grouped = rows_.values("query_norm").annotate(**SUMS[model]).filter(having)
         queries = [row["query_norm"] for row in grouped.order_by(*order, "query_norm")[:rows]]
         figures = query_figures(first, last, queries)
         return [figures[query] for query in queries]

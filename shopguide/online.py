@@ -131,8 +131,9 @@ class CandidateRankings:
 
     @classmethod
     def reset(cls):
-        with cls._lock:
-            cls._loaded = {}
+        if cls._loaded:  # called on every strip while no comparison runs: nothing to take then
+            with cls._lock:
+                cls._loaded = {}
 
 
 @dataclass
@@ -153,7 +154,6 @@ class Interleaving:
         """``(rows, teams)``: the team-draft list of both versions' rows (each row as the
         version that contributed it ranked it, scored by its new place) and which version
         contributed each product."""
-        rows = {row[0]: row for row in candidate_rows} | {row[0]: row for row in serving_rows}
         keys, teams = team_draft(
             [row[0] for row in serving_rows],
             [row[0] for row in candidate_rows],
@@ -161,10 +161,7 @@ class Interleaving:
             limit,
         )
         by_team = {"a": {row[0]: row for row in serving_rows}, "b": {row[0]: row for row in candidate_rows}}
-        mixed = [
-            (key, round(1.0 / (place + 1), 4), by_team[teams[key]].get(key, rows[key])[2])
-            for place, key in enumerate(keys)
-        ]
+        mixed = [(key, round(1.0 / (place + 1), 4), by_team[teams[key]][key][2]) for place, key in enumerate(keys)]
         return mixed, teams
 
     def remember(self, normalized, teams):
@@ -208,7 +205,7 @@ def credit_clicks(shopper, events):
     for event in events:
         if event["event"] == "click" and event.get("placement") == "strip":
             clicks.setdefault(normalized_for_column(event["query"]), set()).add(event["product"])
-    if not clicks:
+    if not clicks or running() is None:
         return
     with transaction.atomic():  # two pages' clicks at once: the second waits, then adds to the first
         shown = InterleavedList.objects.select_for_update(of=("self",)).filter(
